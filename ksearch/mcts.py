@@ -1,0 +1,131 @@
+"""Choosing the next plan to measure: PUCT with progressive widening, and two baselines.
+
+All three strategies are pure functions of the tree and of `frontier(node_id)`,
+the proposals not yet in the tree at a passed node, best prior first. They
+return a `Choice` (expand this proposal under that node) or None when nothing
+is left to try right now.
+
+PUCT follows AlphaZero (Silver et al. 2018): `Q + c_puct · P · sqrt(N) / (1 + N_child)`,
+with Q the best measured value in a child's subtree normalized to the run's
+range (max-backup, as suits a search for one best kernel), and the world model's
+predicted value standing in for Q at a child not yet measured. Progressive
+widening (Coulom 2007; Chaslot et al. 2008) lets a node hold at most
+`ceil(k · N^alpha)` children, so a node earns new children by being visited.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from ksearch.plan import Action, Plan
+from ksearch.tree import NodeStatus, Tree
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A child plan the world model suggests, with its predicted ln speedup over the parent.
+
+    `prior` is the policy weight P in PUCT (the proposals of one node sum to 1);
+    `infeasible` holds the reason when static checks rule the plan out.
+    """
+
+    action: Action
+    plan: Plan
+    mean: float
+    std: float
+    prior: float
+    difficulty: float = 1.0
+    infeasible: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    parent: int
+    proposal: Proposal
+
+
+Frontier = Callable[[int], Sequence[Proposal]]
+
+
+@dataclass(frozen=True, slots=True)
+class MctsKnobs:
+    """PUCT and widening constants (conf/search/mcts.yaml)."""
+
+    c_puct: float = 1.0
+    widen_k: float = 2.0
+    widen_alpha: float = 0.5
+    fail_penalty: float = 0.25
+
+
+def _normalizer(tree: Tree) -> Callable[[float], float]:
+    span = tree.value_range()
+    if span is None or span[1] - span[0] < 1e-12:
+        return lambda v: 0.5 + v - (span[0] if span else 0.0)
+    lo, hi = span
+    return lambda v: (v - lo) / (hi - lo)
+
+
+def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice | None:
+    """Descend by PUCT from the root and return the proposal to expand, or None."""
+    norm = _normalizer(tree)
+    blocked: set[int] = set()
+    node = tree.root
+    if node.status is not NodeStatus.PASSED:
+        return None
+    while True:
+        n_eff = node.visits + node.inflight
+        sqrt_n = math.sqrt(max(n_eff, 1))
+        kids = [c for c in tree.children(node.id) if c.status is not NodeStatus.PRUNED]
+        scored: list[tuple[float, int, int | None]] = []
+        for kid in kids:
+            if kid.status is NodeStatus.PASSED and kid.id not in blocked and kid.best is not None:
+                q = norm(kid.best)
+                bonus = knobs.c_puct * kid.prior * sqrt_n / (1 + kid.visits + kid.inflight)
+                scored.append((q + bonus, -kid.id, kid.id))
+        props = frontier(node.id)
+        limit = math.ceil(knobs.widen_k * max(n_eff, 1) ** knobs.widen_alpha)
+        if props and (len(kids) < limit or not scored):
+            best = props[0]
+            v = norm((node.value or 0.0) + best.mean)
+            scored.append((v + knobs.c_puct * best.prior * sqrt_n, 1, None))
+        if not scored:
+            blocked.add(node.id)
+            if node.parent is None:
+                return None
+            node = tree[node.parent]
+            continue
+        _, _, pick = max(scored)
+        if pick is None:
+            return Choice(node.id, props[0])
+        node = tree[pick]
+
+
+def select_greedy(tree: Tree, frontier: Frontier) -> Choice | None:
+    """Best-first on the predicted value, the way K-Search picks its next action."""
+    best: tuple[float, float, int] | None = None
+    choice = None
+    for node in tree.nodes:
+        if node.status is not NodeStatus.PASSED or node.value is None:
+            continue
+        for p in frontier(node.id):
+            key = (node.value + p.mean, p.prior, -node.id)
+            if best is None or key > best:
+                best, choice = key, Choice(node.id, p)
+    return choice
+
+
+def select_random(tree: Tree, frontier: Frontier, rng: random.Random) -> Choice | None:
+    """A uniformly random passed node with proposals left, then a random proposal of it."""
+    open_nodes = []
+    for node in tree.nodes:
+        if node.status is NodeStatus.PASSED:
+            props = frontier(node.id)
+            if props:
+                open_nodes.append((node.id, props))
+    if not open_nodes:
+        return None
+    node_id, props = rng.choice(open_nodes)
+    return Choice(node_id, rng.choice(list(props)))

@@ -1,0 +1,178 @@
+"""Plans, design spaces and the typed actions that edit a plan.
+
+A design space lists a task's parameters: structural decisions (unordered
+choices such as one pass or two passes over a row) and tuning knobs (ordered
+values such as a block size). A plan gives every parameter a value in every
+workload regime, so a rendered candidate is a dispatch table over regimes. An
+action sets one parameter to one value, in one regime or in all of them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+Value = str | int | bool
+
+PLAN_HEADER = "# ksearch-plan: "
+
+
+class ParamKind(StrEnum):
+    DECISION = "decision"
+    KNOB = "knob"
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    """One parameter of a design space.
+
+    Args:
+        name: identifier used in plans and rendered code.
+        values: the domain; ordered for knobs (moves go to a neighbour).
+        default: the value of the starting plan.
+        kind: decision (any other value is one move away) or knob (neighbours only).
+        doc: one line for people and LLMs.
+    """
+
+    name: str
+    values: tuple[Value, ...]
+    default: Value
+    kind: ParamKind = ParamKind.DECISION
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.default not in self.values:
+            raise ValueError(f"param {self.name}: default {self.default!r} not in {self.values}")
+
+    def moves(self, current: Value) -> tuple[Value, ...]:
+        """Values one action away from `current`."""
+        if self.kind is ParamKind.DECISION:
+            return tuple(v for v in self.values if v != current)
+        i = self.values.index(current)
+        return tuple(self.values[j] for j in (i - 1, i + 1) if 0 <= j < len(self.values))
+
+
+@dataclass(frozen=True, slots=True)
+class DesignSpace:
+    """A task's parameters and the workload regimes a plan may treat differently."""
+
+    params: tuple[Param, ...]
+    regimes: tuple[str, ...] = ("all",)
+
+    def param(self, name: str) -> Param:
+        for p in self.params:
+            if p.name == name:
+                return p
+        raise KeyError(f"unknown parameter {name!r}; known: {[p.name for p in self.params]}")
+
+    def root(self) -> Plan:
+        """The starting plan: every parameter at its default in every regime."""
+        return Plan.of({r: {p.name: p.default for p in self.params} for r in self.regimes})
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """A value for every (regime, parameter), stored as a sorted tuple so it hashes."""
+
+    items: tuple[tuple[str, str, Value], ...]
+    _lookup: dict[tuple[str, str], Value] = field(
+        default_factory=dict, compare=False, hash=False, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        self._lookup.update({(r, p): v for r, p, v in self.items})
+
+    @staticmethod
+    def of(table: Mapping[str, Mapping[str, Value]]) -> Plan:
+        return Plan(tuple(sorted((r, p, v) for r, row in table.items() for p, v in row.items())))
+
+    @property
+    def regimes(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r for r, _, _ in self.items))
+
+    def get(self, param: str, regime: str) -> Value:
+        return self._lookup[(regime, param)]
+
+    def table(self) -> dict[str, dict[str, Value]]:
+        out: dict[str, dict[str, Value]] = {}
+        for r, p, v in self.items:
+            out.setdefault(r, {})[p] = v
+        return out
+
+    def with_value(self, param: str, value: Value, regimes: tuple[str, ...]) -> Plan:
+        table = self.table()
+        for r in regimes:
+            table[r][param] = value
+        return Plan.of(table)
+
+    def to_json(self) -> str:
+        return json.dumps(self.table(), sort_keys=True, separators=(",", ":"))
+
+    @staticmethod
+    def from_json(text: str) -> Plan:
+        return Plan.of(json.loads(text))
+
+    @property
+    def key(self) -> str:
+        """Content hash of the plan (16 hex digits)."""
+        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """Set `param` to `value` in `regime`, or in every regime when `regime` is None."""
+
+    param: str
+    value: Value
+    regime: str | None = None
+
+    def regimes(self, plan: Plan) -> tuple[str, ...]:
+        return plan.regimes if self.regime is None else (self.regime,)
+
+    def apply(self, plan: Plan) -> Plan:
+        return plan.with_value(self.param, self.value, self.regimes(plan))
+
+    def kind(self, plan: Plan, regime: str) -> str:
+        """The belief key of this action in one regime: `param:old->new`."""
+        return f"{self.param}:{plan.get(self.param, regime)}->{self.value}"
+
+    def describe(self) -> str:
+        where = "" if self.regime is None else f" @{self.regime}"
+        return f"{self.param}={self.value}{where}"
+
+    def to_dict(self) -> dict[str, Value | None]:
+        return {"param": self.param, "value": self.value, "regime": self.regime}
+
+
+def actions(space: DesignSpace, plan: Plan) -> Iterator[Action]:
+    """Every action one move away from `plan`, global ones first, without no-ops."""
+    for p in space.params:
+        currents = [plan.get(p.name, r) for r in space.regimes]
+        targets: dict[Value, None] = {}
+        for c in currents:
+            targets.update(dict.fromkeys(p.moves(c)))
+        for v in targets:
+            yield Action(p.name, v)
+        if len(space.regimes) > 1:
+            for r, c in zip(space.regimes, currents, strict=True):
+                for v in p.moves(c):
+                    yield Action(p.name, v, r)
+
+
+def header(plan: Plan) -> str:
+    """The first line of a candidate rendered from `plan`."""
+    return f"{PLAN_HEADER}{plan.to_json()}\n"
+
+
+def read_plan(source: str) -> Plan | None:
+    """The plan in a candidate's header, or None for hand-written code; never imports it."""
+    first = source.split("\n", 1)[0]
+    if not first.startswith(PLAN_HEADER):
+        return None
+    try:
+        return Plan.from_json(first[len(PLAN_HEADER) :])
+    except (ValueError, AttributeError):
+        return None

@@ -1,0 +1,142 @@
+"""The built-in world model: typed actions over a task's design space, Bayesian beliefs.
+
+It needs no LLM. Proposals are every one-move edit of a plan (see
+`ksearch.plan.actions`); each is predicted from the posteriors of its action
+kind in the regimes it touches, weighted by the share of the suite's
+workloads in each regime, and statically infeasible ones are flagged so they
+never reach a worker. Every measured child-versus-parent pair updates the
+posteriors, so evidence gathered at one node re-ranks proposals everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+
+from ksearch.evaluation import Evaluation, Status
+from ksearch.mcts import Proposal
+from ksearch.plan import Action, Plan, actions
+from ksearch.protocols import Evidence
+from ksearch.task import Prior, Task, Workload
+from worldmodel.beliefs import Beliefs, Posterior
+
+log = logging.getLogger(__name__)
+
+#: Failures that say the implementation broke, not that the plan was slow.
+IMPLEMENTATION_FAILURES = frozenset(
+    {Status.COMPILE_ERROR, Status.RUNTIME_ERROR, Status.INCORRECT, Status.CRASHED, Status.TIMEOUT}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class BuiltinKnobs:
+    """How predictions become PUCT priors (conf/worldmodel/builtin.yaml).
+
+    Args:
+        temperature: softmax temperature over predicted ln speedups.
+        optimism: weight of the prediction's std in the prior (optimism under uncertainty).
+        default_std: prior std (ln units) of an action kind the task says nothing about.
+    """
+
+    temperature: float = 0.1
+    optimism: float = 1.0
+    default_std: float = 0.3
+
+
+class BuiltinWorldModel:
+    """World model over a task's design space, with beliefs per action kind and regime."""
+
+    def __init__(self, task: Task, workloads: Sequence[Workload], *, knobs: BuiltinKnobs) -> None:
+        if task.space is None:
+            raise ValueError(f"task {task.name!r} has no design space for the built-in world model")
+        self.task = task
+        self.space = task.space
+        self.knobs = knobs
+        self.regime_of = {w.name: task.regime(w) for w in workloads}
+        counts = Counter(self.regime_of.values())
+        total = sum(counts.values()) or 1
+        #: share of the suite's workloads in each regime; a regime with none weighs nothing
+        self.weights = {r: counts.get(r, 0) / total for r in self.space.regimes}
+
+    def initial_beliefs(self) -> Beliefs:
+        return Beliefs()
+
+    def posterior(self, beliefs: Beliefs, action: Action, plan: Plan, regime: str) -> Posterior:
+        kind = action.kind(plan, regime)
+        post = beliefs.effects.get((kind, regime))
+        if post is not None:
+            return post
+        old = plan.get(action.param, regime)
+        prior = self.task.prior(action.param, old, action.value, regime)
+        if prior is None:
+            prior = Prior(0.0, self.knobs.default_std)
+        return Posterior.from_prior(prior.mean, prior.std)
+
+    def predict(self, plan: Plan, action: Action, beliefs: Beliefs) -> tuple[float, float]:
+        """Predicted ln(t_parent / t_child) and its std, over the regimes the action touches."""
+        mean, var = 0.0, 0.0
+        for r in action.regimes(plan):
+            w = self.weights.get(r, 0.0)
+            if w == 0.0 or plan.get(action.param, r) == action.value:
+                continue
+            post = self.posterior(beliefs, action, plan, r)
+            mean -= w * post.m
+            var += (w * post.std) ** 2
+        return mean, math.sqrt(var)
+
+    def propose(self, plan: Plan, beliefs: Beliefs) -> list[Proposal]:
+        """All one-move children of `plan`, best prior first; infeasible ones last, flagged."""
+        scored: list[tuple[float, Proposal]] = []
+        for action in actions(self.space, plan):
+            child = action.apply(plan)
+            if child == plan:
+                continue
+            mean, std = self.predict(plan, action, beliefs)
+            if mean == 0.0 and std == 0.0:
+                continue  # touches only regimes with no workloads in the suite
+            reason = self.task.infeasible(child)
+            p_fail = max(beliefs.fail_chance(action.kind(plan, r)) for r in action.regimes(plan))
+            logit = (mean + self.knobs.optimism * std) / self.knobs.temperature
+            logit += math.log(max(1.0 - p_fail, 1e-6))
+            prop = Proposal(action, child, mean, std, prior=0.0, infeasible=reason)
+            scored.append((logit, prop))
+        feasible = [(lg, p) for lg, p in scored if p.infeasible is None]
+        top = max((lg for lg, _ in feasible), default=0.0)
+        z = sum(math.exp(lg - top) for lg, _ in feasible) or 1.0
+        out = [replace(p, prior=math.exp(lg - top) / z) for lg, p in feasible]
+        out.sort(key=lambda p: (-p.prior, p.action.describe()))
+        out += [p for _, p in scored if p.infeasible is not None]
+        return out
+
+    def instantiate(self, plan: Plan, parent_source: str | None) -> str:
+        return self.task.render(plan)
+
+    def repair(self, plan: Plan, source: str, evaluation: Evaluation) -> str | None:
+        """Templates render the same code every time: there is nothing to repair."""
+        return None
+
+    def revise(self, beliefs: Beliefs, evidence: Evidence) -> Beliefs:
+        """Update the action kind's posteriors from one child-versus-parent measurement."""
+        plan, action = evidence.parent_plan, evidence.action
+        regimes = [r for r in action.regimes(plan) if plan.get(action.param, r) != action.value]
+        failed = evidence.status in IMPLEMENTATION_FAILURES
+        for r in regimes:
+            beliefs = beliefs.with_outcome(action.kind(plan, r), failed)
+        if evidence.status is Status.PASSED:
+            for r in regimes:
+                ratios = [
+                    math.log(evidence.child_latency[w] / t)
+                    for w, t in evidence.parent_latency.items()
+                    if self.regime_of.get(w) == r and w in evidence.child_latency
+                ]
+                if ratios:
+                    post = self.posterior(beliefs, action, plan, r)
+                    y = sum(ratios) / len(ratios)
+                    beliefs = beliefs.with_effect(action.kind(plan, r), r, post.observe(y))
+        return replace(beliefs, version=beliefs.version + 1)
+
+    def beliefs_json(self, beliefs: Beliefs) -> str:
+        return beliefs.to_json()
