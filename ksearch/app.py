@@ -1,0 +1,99 @@
+"""The search command: build the parts from the config, run or resume, declare the winner."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sys
+from pathlib import Path
+
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+from rich.console import Console
+
+from ksearch import config as C
+from ksearch.harness import Harness
+from ksearch.live import view
+from ksearch.loop import Search
+from ksearch.store import Store, StoreError
+from ksearch.winner import finish
+
+log = logging.getLogger("ksearch")
+console = Console(stderr=True)
+
+
+def fail(message: str) -> None:
+    console.print(f"[bold red]error:[/] {message}", highlight=False)
+    sys.exit(2)
+
+
+def search(cfg: DictConfig) -> None:
+    """Run the search the config describes in Hydra's run directory, resuming if it exists."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        task = C.task(cfg)
+        mode = C.scorer_mode(cfg)
+        harness = Harness(task, C.harness_config(cfg, mode))
+        wm = C.world_model(cfg, task, harness)
+        search_cfg = C.search_config(cfg)
+    except (C.ConfigError, ValueError) as e:
+        return fail(str(e))
+    if mode == "interpret" and cfg.scorer.mode == "auto":
+        console.print("no CUDA device: scorer=auto runs candidates under the Triton interpreter "
+                      f"on the {harness.config.suite} suite; speeds are analytic estimates")
+    try:
+        store = Store(run_dir / "search.db")
+    except StoreError as e:
+        harness.close()
+        return fail(str(e))
+    ident = C.identity(cfg, mode)
+    fp = harness.fingerprint()
+    stored = store.run()
+    try:
+        if stored is None:
+            store.start_run(config=ident, seed=search_cfg.seed, task=task.name, fingerprint=fp)
+        else:
+            C.check_resume(json.loads(stored["config"]), ident)
+            if C.fingerprint_key(json.loads(stored["fingerprint"])) != C.fingerprint_key(fp):
+                raise C.ConfigError(
+                    f"this run was measured on another device ({stored['fingerprint']}); "
+                    "speedups from different devices are not compared: use a new hydra.run.dir"
+                )
+            console.print(f"resuming the run in {run_dir} "
+                          f"({store.evaluation_count()} evaluations recorded)")
+    except C.ConfigError as e:
+        harness.close()
+        return fail(str(e))
+
+    title = f"{task.name} · {search_cfg.strategy} · seed {search_cfg.seed}"
+    context, on_progress = view(str(cfg.display), title, search_cfg.budget)
+    engine = Search(root=task.space.root() if task.space else _no_space(task.name),
+                    world_model=wm, scorer=harness, store=store, config=search_cfg,
+                    workers=harness.config.workers, on_progress=on_progress)
+    try:
+        with context:
+            tree = engine.run()
+        if tree.root.status.value != "passed":
+            return fail(f"the starting plan did not pass ({tree.root.status.value}: "
+                        f"{tree.root.reason}); nothing to search from")
+        outcome = finish(tree, store, harness, run_dir, search_cfg.finalists)
+    except KeyboardInterrupt:
+        store.event(engine.iteration, "interrupted")
+        console.print(f"interrupted; run the same command again to resume from {run_dir}")
+        sys.exit(130)
+    finally:
+        harness.close()
+    best = tree.best_node()
+    console.print(f"{store.evaluation_count()} evaluations, {len(tree)} nodes; "
+                  f"database {run_dir / 'search.db'}")
+    if outcome is None or best is None:
+        return fail("no candidate passed")
+    method = outcome.evaluation.method.value if outcome.evaluation.method else "?"
+    console.print(f"winner: node {outcome.node}, {outcome.evaluation.score:.3f}× over the baseline "
+                  f"({method}), written to {outcome.path}; best during search "
+                  f"{math.exp(best.value or 0.0):.3f}×", highlight=False)
+
+
+def _no_space(name: str):  # type: ignore[no-untyped-def]
+    fail(f"task {name} has no design space; the built-in world model cannot search it")

@@ -1,0 +1,127 @@
+"""The Hydra edge: the one module that reads a DictConfig and builds typed parts from it."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from ksearch.harness import Harness, HarnessConfig
+from ksearch.loop import SearchConfig
+from ksearch.mcts import MctsKnobs
+from ksearch.protocols import WorldModel
+from ksearch.task import Task, load_task
+
+log = logging.getLogger(__name__)
+
+#: Settings that may change when a run is resumed; everything else must match the database.
+MUTABLE = ("search.budget", "display", "scorer.compile_timeout", "scorer.run_timeout")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run, with a message meant for the user."""
+
+
+def cuda_available() -> bool:
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except ImportError:
+        return False
+
+
+def scorer_mode(cfg: DictConfig) -> str:
+    """The scorer mode after resolving `auto` (gpu with CUDA, interpret otherwise)."""
+    mode = str(cfg.scorer.mode)
+    if mode == "auto":
+        return "gpu" if cuda_available() else "interpret"
+    if mode == "gpu" and not cuda_available():
+        raise ConfigError("scorer=gpu needs a CUDA device; use scorer=interpret or scorer=auto")
+    if mode not in ("gpu", "interpret"):
+        raise ConfigError(f"unknown scorer mode {mode!r}; use auto, gpu or interpret")
+    return mode
+
+
+def harness_config(cfg: DictConfig, mode: str, suite: str | None = None) -> HarnessConfig:
+    s = cfg.scorer
+    chosen = suite or s.suite or ("default" if mode == "gpu" else "smoke")
+    return HarnessConfig(
+        mode=mode, suite=str(chosen), workers=int(s.workers),
+        compile_timeout=float(s.compile_timeout), run_timeout=float(s.run_timeout),
+        seeds=tuple(int(x) for x in s.seeds), warmup=int(s.warmup), reps=int(s.reps),
+    )
+
+
+def search_config(cfg: DictConfig) -> SearchConfig:
+    s = cfg.search
+    m = s.mcts
+    return SearchConfig(
+        strategy=str(s.strategy), budget=int(s.budget), seed=int(cfg.seed),
+        repair_attempts=int(s.repair_attempts), finalists=int(s.finalists),
+        mcts=MctsKnobs(c_puct=float(m.c_puct), widen_k=float(m.widen_k),
+                       widen_alpha=float(m.widen_alpha), fail_penalty=float(m.fail_penalty)),
+    )
+
+
+def task(cfg: DictConfig) -> Task:
+    try:
+        return load_task(str(cfg.task.name))
+    except LookupError as e:
+        raise ConfigError(str(e)) from e
+
+
+def world_model(cfg: DictConfig, t: Task, harness: Harness) -> WorldModel:
+    name = str(cfg.worldmodel.name)
+    if name == "builtin":
+        from worldmodel.builtin import BuiltinKnobs, BuiltinWorldModel
+
+        w = cfg.worldmodel
+        knobs = BuiltinKnobs(temperature=float(w.temperature), optimism=float(w.optimism),
+                             default_std=float(w.default_std))
+        try:
+            return BuiltinWorldModel(t, harness.workloads, knobs=knobs)
+        except ValueError as e:
+            raise ConfigError(str(e)) from e
+    raise ConfigError(f"unknown world model {name!r}; available: builtin")
+
+
+def identity(cfg: DictConfig, mode: str) -> dict[str, Any]:
+    """The settings that define a run: the whole config less what may change on resume."""
+    plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
+    plain.pop("hydra", None)
+    for dotted in MUTABLE:
+        head, _, leaf = dotted.rpartition(".")
+        (plain.get(head, {}) if head else plain).pop(leaf, None)
+    plain["scorer"]["mode"] = mode
+    return plain
+
+
+def check_resume(stored: dict[str, Any], current: dict[str, Any]) -> None:
+    """Refuse to continue a run whose stored config differs from the current one."""
+    if stored == current:
+        return
+    diffs = sorted(_diff(stored, current))
+    lines = "\n".join(f"  {k}: stored {a!r}, now {b!r}" for k, a, b in diffs[:10])
+    raise ConfigError(
+        "this run directory holds a run with another configuration:\n"
+        f"{lines}\nonly {', '.join(MUTABLE)} may change on resume; "
+        "choose another hydra.run.dir to start a new run"
+    )
+
+
+def _diff(a: Any, b: Any, prefix: str = "") -> list[tuple[str, Any, Any]]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k), b.get(k), f"{prefix}{k}.")
+        return out
+    return [] if a == b else [(prefix.rstrip("."), a, b)]
+
+
+def fingerprint_key(fp: dict[str, Any]) -> str:
+    """The parts of a device fingerprint that make speedups comparable."""
+    keys = ("gpu", "device", "cuda", "torch", "triton")
+    return json.dumps({k: fp.get(k) for k in keys}, sort_keys=True)

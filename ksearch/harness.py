@@ -1,0 +1,225 @@
+"""Scoring candidates in worker processes: timeouts, isolation, and the interpreter's estimates.
+
+`Harness.submit(source)` returns a future of an `Evaluation`. Each candidate
+runs in a fresh `python -m ksearch.worker` process in its own process group;
+the parent kills the whole group when the compile or run timeout expires. The
+interpreter scorer checks correctness for real and takes speed from the task's
+analytic estimate of the plan in the candidate's header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ksearch.evaluation import Evaluation, Method, Status, WorkloadResult, failure, summarize
+from ksearch.plan import read_plan
+from ksearch.task import H100_CEILINGS, Task
+
+log = logging.getLogger(__name__)
+
+#: Environment variables never passed to a candidate (API keys, tokens, passwords).
+SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+def content_hash(source: str) -> str:
+    """A candidate's identity: 16 hex digits of the SHA-256 of its source."""
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True, slots=True)
+class HarnessConfig:
+    """How candidates are scored (conf/scorer/*.yaml).
+
+    Args:
+        mode: "interpret" (Triton interpreter on the CPU) or "gpu".
+        suite: workload suite the score is computed on.
+        workers: evaluations run at once.
+        compile_timeout: seconds for import, compile and the first call.
+        run_timeout: seconds for everything after the first call.
+        seeds: input seeds checked per workload.
+        warmup, reps: timing calls per workload (gpu).
+    """
+
+    mode: str = "interpret"
+    suite: str = "smoke"
+    workers: int = 1
+    compile_timeout: float = 120.0
+    run_timeout: float = 300.0
+    seeds: tuple[int, ...] = (0, 1)
+    warmup: int = 10
+    reps: int = 50
+
+
+class Harness:
+    """Submits candidates to worker processes and turns their output into Evaluations."""
+
+    def __init__(self, task: Task, config: HarnessConfig) -> None:
+        if config.mode not in ("interpret", "gpu"):
+            raise ValueError(f"unknown scorer mode {config.mode!r}; expected interpret or gpu")
+        if config.suite not in task.suites:
+            raise ValueError(
+                f"task {task.name} has no workload suite {config.suite!r}; "
+                f"it has {', '.join(task.suites)}"
+            )
+        self.task = task
+        self.config = config
+        self.name = config.mode
+        self.workloads = task.suites[config.suite]
+        self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="worker")
+        self._dir = tempfile.TemporaryDirectory(prefix="ksearch-")
+        self._fingerprint: dict[str, Any] | None = None
+
+    def submit(self, source: str) -> Future[Evaluation]:
+        return self._pool.submit(self.evaluate, source)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self._dir.cleanup()
+
+    def fingerprint(self) -> dict[str, Any]:
+        """The device fingerprint, as a worker reports it (cached after the first evaluation)."""
+        if self._fingerprint is None:
+            import torch
+            import triton
+
+            if self.config.mode == "gpu":
+                name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+                return {"gpu": name, "cuda": torch.version.cuda, "torch": torch.__version__,
+                        "triton": triton.__version__}
+            return {"gpu": None, "cuda": None, "driver": None,
+                    "device": "cpu (Triton interpreter)",
+                    "torch": torch.__version__, "triton": triton.__version__}
+        return self._fingerprint
+
+    def evaluate(self, source: str) -> Evaluation:
+        """Score one candidate source in a fresh worker process (blocking)."""
+        candidate = content_hash(source)
+        path = Path(self._dir.name) / f"{candidate}.py"
+        path.write_text(source)
+        job = {
+            "task": self.task.name,
+            "candidate": str(path),
+            "baseline": str(self.task.baseline),
+            "suite": self.config.suite,
+            "workloads": [w.name for w in self.workloads],
+            "mode": self.config.mode,
+            "seeds": list(self.config.seeds),
+            "timing": {"warmup": self.config.warmup, "reps": self.config.reps},
+        }
+        result, why = self._run_worker(job)
+        fp = result.get("fingerprint") or self.fingerprint() if result else self.fingerprint()
+        if result is None:
+            status, reason = why
+            return failure(candidate, status, reason, fp)
+        if "error" in result:
+            status, reason = result["error"]
+            return failure(candidate, Status(status), reason, fp)
+        self._fingerprint = result["fingerprint"]
+        rows = [WorkloadResult(**dict(r, status=Status(r["status"]))) for r in result["workloads"]]
+        method = Method(result["method"])
+        if method is Method.ESTIMATE:
+            rows = self._estimate(source, rows)
+        return summarize(candidate, rows, method=method, fingerprint=result["fingerprint"])
+
+    def _estimate(self, source: str, rows: list[WorkloadResult]) -> list[WorkloadResult]:
+        """Fill in analytic times for a candidate rendered from a plan (none for other code)."""
+        plan = read_plan(source)
+        by_name = {w.name: w for w in self.workloads}
+        out = []
+        for r in rows:
+            if plan is None or self.task.space is None:
+                out.append(r)
+                continue
+            w = by_name[r.name]
+            est = self.task.estimate(plan, w)
+            base = self.task.estimate(None, w)
+            floor = self.task.floor(w, H100_CEILINGS)
+            out.append(
+                WorkloadResult(**{
+                    **{f: getattr(r, f) for f in r.__slots__},
+                    "estimate_us": est,
+                    "speedup": base / est,
+                    "time_over_floor": est / floor,
+                })
+            )
+        return out
+
+    def _run_worker(self, job: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+        """Run one job; returns (result, None) or (None, (status, reason))."""
+        read_fd, write_fd = os.pipe()
+        env = {k: v for k, v in os.environ.items() if not SECRET.search(k)}
+        env["KSEARCH_RESULT_FD"] = str(write_fd)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        if self.config.mode == "interpret":
+            env["TRITON_INTERPRET"] = "1"
+        log_path = Path(job["candidate"]).with_suffix(".log")
+        with open(log_path, "wb") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "ksearch.worker"],
+                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
+                env=env, pass_fds=(write_fd,), start_new_session=True,
+            )
+        os.close(write_fd)
+        assert proc.stdin is not None
+        try:
+            proc.stdin.write(json.dumps(job).encode())
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        result, why = self._read(proc, read_fd)
+        _kill_group(proc)
+        os.close(read_fd)
+        if result is None and why is None:
+            tail = log_path.read_bytes()[-600:].decode(errors="replace").strip()
+            why = (Status.CRASHED, f"worker exited with code {proc.returncode}: {tail[-300:]}")
+        return result, why
+
+    def _read(self, proc: subprocess.Popen[bytes], fd: int) -> tuple[dict[str, Any] | None, Any]:
+        deadline = time.monotonic() + self.config.compile_timeout
+        phase = "compile"
+        buf = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                limit = self.config.compile_timeout if phase == "compile" else self.config.run_timeout
+                return None, (Status.TIMEOUT, f"{phase} took longer than {limit:g} s")
+            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            if not ready:
+                continue
+            chunk = os.read(fd, 1 << 20)
+            if not chunk:
+                proc.wait()
+                return None, None
+            buf += chunk
+            while b"\n" in buf:
+                line, buf = buf.split(b"\n", 1)
+                message = json.loads(line)
+                if "result" in message:
+                    return message["result"], None
+                if message.get("phase") == "compiled":
+                    phase = "run"
+                    deadline = time.monotonic() + self.config.run_timeout
+
+
+def _kill_group(proc: subprocess.Popen[bytes]) -> None:
+    """Kill the worker and every process it started (they share its process group)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()

@@ -1,0 +1,84 @@
+"""The end of a run: re-measure the best candidates, then write the winner and a summary."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ksearch.evaluation import Evaluation
+from ksearch.protocols import Scorer
+from ksearch.store import Store
+from ksearch.tree import Tree
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The declared winner: its node, its re-measured evaluation, and where it was written."""
+
+    node: int
+    evaluation: Evaluation
+    path: Path
+
+
+def finalists(tree: Tree, count: int) -> list[int]:
+    """Ids of the `count` best passed nodes with distinct candidates, best first."""
+    seen: set[str] = set()
+    out = []
+    for n in sorted(tree.nodes, key=lambda n: (-(n.value or 0.0), n.id)):
+        if n.value is not None and n.candidate not in seen:
+            seen.add(n.candidate or "")
+            out.append(n.id)
+        if len(out) == count:
+            break
+    return out
+
+
+def finish(tree: Tree, store: Store, scorer: Scorer, run_dir: Path, count: int) -> Outcome | None:
+    """Re-measure the finalists in fresh workers, pick the best, write winner.py and summary.json."""
+    ids = finalists(tree, count)
+    if not ids:
+        return None
+    sources = {i: store.source(tree[i].candidate or "") or "" for i in ids}
+    futures = {i: scorer.submit(sources[i]) for i in ids}
+    results = {i: f.result() for i, f in futures.items()}
+    for i, ev in results.items():
+        store.event(-1, "final", node=i, candidate=ev.candidate, status=ev.status.value,
+                    score=ev.score, search_score=_score(tree, i))
+    passed = [i for i in ids if results[i].passed and results[i].score is not None]
+    if not passed:
+        log.warning("no finalist passed its re-measurement")
+        return None
+    best = max(passed, key=lambda i: (results[i].score, -i))
+    path = run_dir / "winner.py"
+    path.write_text(sources[best])
+    summary: dict[str, Any] = {
+        "winner": {"node": best, "candidate": results[best].candidate,
+                   "score": results[best].score, "method": _method(results[best])},
+        "finalists": [
+            {"node": i, "candidate": results[i].candidate, "status": results[i].status.value,
+             "search_score": _score(tree, i), "final_score": results[i].score}
+            for i in ids
+        ],
+        "evaluations": store.evaluation_count(),
+        "nodes": len(tree),
+        "fingerprint": results[best].fingerprint,
+        "workloads": results[best].to_dict()["workloads"],
+    }
+    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
+    return Outcome(best, results[best], path)
+
+
+def _score(tree: Tree, node_id: int) -> float | None:
+    import math
+
+    v = tree[node_id].value
+    return None if v is None else math.exp(v)
+
+
+def _method(ev: Evaluation) -> str | None:
+    return None if ev.method is None else ev.method.value
