@@ -58,6 +58,7 @@ class MctsKnobs:
     widen_k: float = 2.0
     widen_alpha: float = 0.5
     fail_penalty: float = 0.25
+    optimism: float = 0.0
 
 
 def _normalizer(tree: Tree) -> Callable[[float], float]:
@@ -89,7 +90,7 @@ def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice |
         limit = math.ceil(knobs.widen_k * max(n_eff, 1) ** knobs.widen_alpha)
         if props and (len(kids) < limit or not scored):
             best = props[0]
-            v = norm((node.value or 0.0) + best.mean)
+            v = norm((node.value or 0.0) + best.mean + knobs.optimism * best.std)
             scored.append((v + knobs.c_puct * best.prior * sqrt_n, 1, None))
         if not scored:
             blocked.add(node.id)

@@ -82,6 +82,8 @@ class Plan:
         default_factory=dict, compare=False, hash=False, repr=False
     )
 
+    _key: list[str] = field(default_factory=list, compare=False, hash=False, repr=False)
+
     def __post_init__(self) -> None:
         self._lookup.update({(r, p): v for r, p, v in self.items})
 
@@ -91,7 +93,7 @@ class Plan:
 
     @property
     def regimes(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(r for r, _, _ in self.items))
+        return tuple(dict.fromkeys(r for r, _ in self._lookup))
 
     def get(self, param: str, regime: str) -> Value:
         return self._lookup[(regime, param)]
@@ -117,8 +119,10 @@ class Plan:
 
     @property
     def key(self) -> str:
-        """Content hash of the plan (16 hex digits)."""
-        return hashlib.sha256(self.to_json().encode()).hexdigest()[:16]
+        """Content hash of the plan (16 hex digits), computed once."""
+        if not self._key:
+            self._key.append(hashlib.sha256(self.to_json().encode()).hexdigest()[:16])
+        return self._key[0]
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 
 from ksearch.evaluation import Evaluation, Status
 from ksearch.mcts import Proposal
-from ksearch.plan import Action, Plan, actions
+from ksearch.plan import Action, ParamKind, Plan, Value, actions
 from ksearch.protocols import Evidence
 from ksearch.task import Prior, Task, Workload
 from worldmodel.beliefs import Beliefs, Posterior
@@ -39,11 +39,13 @@ class BuiltinKnobs:
         temperature: softmax temperature over predicted ln speedups.
         optimism: weight of the prediction's std in the prior (optimism under uncertainty).
         default_std: prior std (ln units) of an action kind the task says nothing about.
+        context_std: how much an action's effect varies between structural contexts (ln units).
     """
 
     temperature: float = 0.1
     optimism: float = 1.0
     default_std: float = 0.3
+    context_std: float = 0.1
 
 
 class BuiltinWorldModel:
@@ -60,20 +62,56 @@ class BuiltinWorldModel:
         total = sum(counts.values()) or 1
         #: share of the suite's workloads in each regime; a regime with none weighs nothing
         self.weights = {r: counts.get(r, 0) / total for r in self.space.regimes}
+        self._children: dict[str, list[tuple[Action, Plan, str | None]]] = {}
+        self._priors: dict[tuple[str, Value, Value, str], Posterior] = {}
+        self.decisions = [p for p in self.space.params if p.kind is ParamKind.DECISION]
 
     def initial_beliefs(self) -> Beliefs:
         return Beliefs()
 
+    def context(self, plan: Plan, regime: str, param: str) -> str:
+        """The structural decisions around an action: its effect is learned per context too."""
+        return ",".join(f"{p.name}={plan.get(p.name, regime)}" for p in self.decisions
+                        if p.name != param)
+
     def posterior(self, beliefs: Beliefs, action: Action, plan: Plan, regime: str) -> Posterior:
+        """The effect of `action` on ln(latency) in `regime`, in the plan's structural context.
+
+        Two levels (a hierarchical model with known between-context spread): the posterior
+        of the action kind in this context if it has evidence; otherwise the kind's
+        posterior over all contexts, widened by `context_std`, as this context's prior.
+        """
         kind = action.kind(plan, regime)
-        post = beliefs.effects.get((kind, regime))
+        local = beliefs.effects.get((f"{kind}|{self.context(plan, regime, action.param)}", regime))
+        if local is not None:
+            return local
+        shared = self.shared(beliefs, action, plan, regime)
+        spread = math.hypot(shared.std, self.knobs.context_std)
+        return Posterior.from_prior(shared.m, spread)
+
+    def shared(self, beliefs: Beliefs, action: Action, plan: Plan, regime: str) -> Posterior:
+        """The kind's posterior pooled over all contexts, starting from the task's prior."""
+        post = beliefs.effects.get((action.kind(plan, regime), regime))
         if post is not None:
             return post
-        old = plan.get(action.param, regime)
-        prior = self.task.prior(action.param, old, action.value, regime)
-        if prior is None:
-            prior = Prior(0.0, self.knobs.default_std)
-        return Posterior.from_prior(prior.mean, prior.std)
+        key = (action.param, plan.get(action.param, regime), action.value, regime)
+        if key not in self._priors:
+            prior = self.task.prior(*key)
+            if prior is None:
+                prior = Prior(0.0, self.knobs.default_std)
+            self._priors[key] = Posterior.from_prior(prior.mean, prior.std)
+        return self._priors[key]
+
+    def children(self, plan: Plan) -> list[tuple[Action, Plan, str | None]]:
+        """Each one-move child of `plan` with the reason it is infeasible, if it is (cached)."""
+        if plan.key not in self._children:
+            out = []
+            for action in actions(self.space, plan):
+                child = action.apply(plan)
+                if child != plan:
+                    out.append((action, child, self.task.infeasible(child)))
+            self._children[plan.key] = out
+        return self._children[plan.key]
 
     def predict(self, plan: Plan, action: Action, beliefs: Beliefs) -> tuple[float, float]:
         """Predicted ln(t_parent / t_child) and its std, over the regimes the action touches."""
@@ -90,23 +128,20 @@ class BuiltinWorldModel:
     def propose(self, plan: Plan, beliefs: Beliefs) -> list[Proposal]:
         """All one-move children of `plan`, best prior first; infeasible ones last, flagged."""
         scored: list[tuple[float, Proposal]] = []
-        for action in actions(self.space, plan):
-            child = action.apply(plan)
-            if child == plan:
-                continue
+        for action, child, reason in self.children(plan):
             mean, std = self.predict(plan, action, beliefs)
             if mean == 0.0 and std == 0.0:
                 continue  # touches only regimes with no workloads in the suite
-            reason = self.task.infeasible(child)
             p_fail = max(beliefs.fail_chance(action.kind(plan, r)) for r in action.regimes(plan))
             logit = (mean + self.knobs.optimism * std) / self.knobs.temperature
             logit += math.log(max(1.0 - p_fail, 1e-6))
-            prop = Proposal(action, child, mean, std, prior=0.0, infeasible=reason)
-            scored.append((logit, prop))
+            scored.append((logit, Proposal(action, child, mean, std, 0.0, infeasible=reason)))
         feasible = [(lg, p) for lg, p in scored if p.infeasible is None]
         top = max((lg for lg, _ in feasible), default=0.0)
-        z = sum(math.exp(lg - top) for lg, _ in feasible) or 1.0
-        out = [replace(p, prior=math.exp(lg - top) / z) for lg, p in feasible]
+        weights = [math.exp(lg - top) for lg, _ in feasible]
+        z = sum(weights) or 1.0
+        out = [Proposal(p.action, p.plan, p.mean, p.std, w / z) for w, (_, p) in
+               zip(weights, feasible, strict=True)]
         out.sort(key=lambda p: (-p.prior, p.action.describe()))
         out += [p for _, p in scored if p.infeasible is not None]
         return out
@@ -133,9 +168,13 @@ class BuiltinWorldModel:
                     if self.regime_of.get(w) == r and w in evidence.child_latency
                 ]
                 if ratios:
-                    post = self.posterior(beliefs, action, plan, r)
                     y = sum(ratios) / len(ratios)
-                    beliefs = beliefs.with_effect(action.kind(plan, r), r, post.observe(y))
+                    kind = action.kind(plan, r)
+                    local = f"{kind}|{self.context(plan, r, action.param)}"
+                    post = self.posterior(beliefs, action, plan, r)
+                    beliefs = beliefs.with_effect(local, r, post.observe(y))
+                    shared = self.shared(beliefs, action, plan, r)
+                    beliefs = beliefs.with_effect(kind, r, shared.observe(y))
         return replace(beliefs, version=beliefs.version + 1)
 
     def beliefs_json(self, beliefs: Beliefs) -> str:
