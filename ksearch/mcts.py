@@ -11,6 +11,8 @@ range (max-backup, as suits a search for one best kernel), and the world model's
 predicted value standing in for Q at a child not yet measured. Progressive
 widening (Coulom 2007; Chaslot et al. 2008) lets a node hold at most
 `ceil(k · N^alpha)` children, so a node earns new children by being visited.
+A failed evaluation is a visit that lowers its branch's Q by `fail_penalty` times
+the branch's failure rate, never a value of minus infinity.
 """
 
 from __future__ import annotations
@@ -48,13 +50,11 @@ class Choice:
 
 
 Frontier = Callable[[int], Sequence[Proposal]]
-
-
 @dataclass(frozen=True, slots=True)
 class MctsKnobs:
     """PUCT and widening constants (conf/search/mcts.yaml)."""
 
-    c_puct: float = 1.0
+    c_puct: float = 0.5
     widen_k: float = 2.0
     widen_alpha: float = 0.5
     fail_penalty: float = 0.25
@@ -70,7 +70,11 @@ def _normalizer(tree: Tree) -> Callable[[float], float]:
 
 
 def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice | None:
-    """Descend by PUCT from the root and return the proposal to expand, or None."""
+    """Descend by PUCT from the root and return the proposal to expand, or None.
+
+    At a node that may widen, the proposals not yet in the tree compete with its
+    measured children, valued by their predicted ln speedup (plus `optimism` stds).
+    """
     norm = _normalizer(tree)
     blocked: set[int] = set()
     node = tree.root
@@ -83,15 +87,20 @@ def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice |
         scored: list[tuple[float, int, int | None]] = []
         for kid in kids:
             if kid.status is NodeStatus.PASSED and kid.id not in blocked and kid.best is not None:
-                q = norm(kid.best)
+                q = norm(kid.best) - knobs.fail_penalty * kid.failures / max(kid.visits, 1)
                 bonus = knobs.c_puct * kid.prior * sqrt_n / (1 + kid.visits + kid.inflight)
                 scored.append((q + bonus, -kid.id, kid.id))
         props = frontier(node.id)
         limit = math.ceil(knobs.widen_k * max(n_eff, 1) ** knobs.widen_alpha)
+        pick_new: Proposal | None = None
         if props and (len(kids) < limit or not scored):
-            best = props[0]
-            v = norm((node.value or 0.0) + best.mean + knobs.optimism * best.std)
-            scored.append((v + knobs.c_puct * best.prior * sqrt_n, 1, None))
+            best_score = -math.inf
+            for p in props:
+                v = norm((node.value or 0.0) + p.mean + knobs.optimism * p.std)
+                score = v + knobs.c_puct * p.prior * sqrt_n
+                if score > best_score:
+                    best_score, pick_new = score, p
+            scored.append((best_score, 1, None))
         if not scored:
             blocked.add(node.id)
             if node.parent is None:
@@ -100,7 +109,8 @@ def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice |
             continue
         _, _, pick = max(scored)
         if pick is None:
-            return Choice(node.id, props[0])
+            assert pick_new is not None
+            return Choice(node.id, pick_new)
         node = tree[pick]
 
 

@@ -31,7 +31,8 @@ class Node:
     """A plan in the tree.
 
     `value` is the measured ln speedup over the baseline (None unless passed);
-    `best` is the largest value in the subtree; `pred_mean`/`pred_std` are the
+    `best` is the largest value in the subtree; `visits` and `failures` count the
+    evaluations in the subtree and those of them that did not pass; `pred_mean`/`pred_std` are the
     world model's prediction of ln(t_parent / t_child) made when it proposed
     the node; `step` is the evaluation count after the node's result applied.
     """
@@ -48,6 +49,7 @@ class Node:
     value: float | None = None
     best: float | None = None
     visits: int = 0
+    failures: int = 0
     inflight: int = 0
     candidate: str | None = None
     step: int | None = None
@@ -168,7 +170,8 @@ def backup(
         if value is not None:
             best = value if best is None else max(best, value)
         inflight = n.inflight - 1 if i != leaf and n.inflight > 0 else n.inflight
-        nodes[i] = replace(n, visits=n.visits + 1, best=best, inflight=inflight)
+        failures = n.failures + (status is not NodeStatus.PASSED)
+        nodes[i] = replace(n, visits=n.visits + 1, failures=failures, best=best, inflight=inflight)
     nodes[leaf] = replace(
         nodes[leaf], status=status, value=value, candidate=candidate, step=step, reason=reason
     )

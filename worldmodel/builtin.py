@@ -25,6 +25,9 @@ from worldmodel.beliefs import Beliefs, Posterior
 
 log = logging.getLogger(__name__)
 
+#: The regime key of posteriors pooled over all regimes.
+ANY_REGIME = "*"
+
 #: Failures that say the implementation broke, not that the plan was slow.
 IMPLEMENTATION_FAILURES = frozenset(
     {Status.COMPILE_ERROR, Status.RUNTIME_ERROR, Status.INCORRECT, Status.CRASHED, Status.TIMEOUT}
@@ -43,7 +46,7 @@ class BuiltinKnobs:
     """
 
     temperature: float = 0.1
-    optimism: float = 1.0
+    optimism: float = 0.0
     default_std: float = 0.3
     context_std: float = 0.1
 
@@ -77,17 +80,19 @@ class BuiltinWorldModel:
     def posterior(self, beliefs: Beliefs, action: Action, plan: Plan, regime: str) -> Posterior:
         """The effect of `action` on ln(latency) in `regime`, in the plan's structural context.
 
-        Two levels (a hierarchical model with known between-context spread): the posterior
-        of the action kind in this context if it has evidence; otherwise the kind's
-        posterior over all contexts, widened by `context_std`, as this context's prior.
+        A hierarchical model with known spreads between its levels: the posterior of the
+        action kind in this context and regime if it has evidence; else, as that posterior's
+        prior, the kind in this context pooled over regimes if that has evidence, or the kind
+        in this regime pooled over contexts, widened by `context_std`.
         """
         kind = action.kind(plan, regime)
-        local = beliefs.effects.get((f"{kind}|{self.context(plan, regime, action.param)}", regime))
+        local_kind = f"{kind}|{self.context(plan, regime, action.param)}"
+        local = beliefs.effects.get((local_kind, regime))
         if local is not None:
             return local
-        shared = self.shared(beliefs, action, plan, regime)
-        spread = math.hypot(shared.std, self.knobs.context_std)
-        return Posterior.from_prior(shared.m, spread)
+        pooled = beliefs.effects.get((local_kind, ANY_REGIME))
+        base = pooled if pooled is not None else self.shared(beliefs, action, plan, regime)
+        return Posterior.from_prior(base.m, math.hypot(base.std, self.knobs.context_std))
 
     def shared(self, beliefs: Beliefs, action: Action, plan: Plan, regime: str) -> Posterior:
         """The kind's posterior pooled over all contexts, starting from the task's prior."""
@@ -175,6 +180,8 @@ class BuiltinWorldModel:
                     beliefs = beliefs.with_effect(local, r, post.observe(y))
                     shared = self.shared(beliefs, action, plan, r)
                     beliefs = beliefs.with_effect(kind, r, shared.observe(y))
+                    pooled = beliefs.effects.get((local, ANY_REGIME), post)
+                    beliefs = beliefs.with_effect(local, ANY_REGIME, pooled.observe(y))
         return replace(beliefs, version=beliefs.version + 1)
 
     def beliefs_json(self, beliefs: Beliefs) -> str:
