@@ -20,7 +20,7 @@ from ksearch.store import Store, StoreError
 from ksearch.winner import finish
 
 log = logging.getLogger("ksearch")
-console = Console(stderr=True)
+console = Console(stderr=True, soft_wrap=True)
 
 
 def fail(message: str) -> None:

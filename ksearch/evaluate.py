@@ -41,7 +41,7 @@ def main(cfg: DictConfig) -> None:
     from ksearch import config as C
     from ksearch.harness import Harness
 
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
     path = Path(str(cfg.candidate))
     try:
         if not path.is_file():

@@ -24,7 +24,7 @@ class LiveView:
     """A progress bar over the budget, the best score so far, and the work in flight."""
 
     def __init__(self, title: str, budget: int, console: Console | None = None) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or Console(stderr=True, soft_wrap=True)
         self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), console=self.console)
         self.job = self.bar.add_task(title, total=budget)
@@ -51,7 +51,7 @@ def view(display: str, title: str, budget: int) -> tuple[AbstractContextManager[
         return lv.live, lv.update
     if display == "none":
         return nullcontext(), lambda p: None
-    console = Console(stderr=True)
+    console = Console(stderr=True, soft_wrap=True)
 
     def line(p: SearchProgress) -> None:
         last = max((n for n in p.tree.nodes if n.status.measured), key=lambda n: n.step or 0,

@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(data))
     else:
-        render(data, Console())
+        render(data, Console(soft_wrap=True))
     return 0
 
 

@@ -1,0 +1,65 @@
+"""Plans, actions and the candidate header."""
+
+import pytest
+
+from ksearch.plan import Action, DesignSpace, Param, ParamKind, Plan, actions, header, read_plan
+
+SPACE = DesignSpace(
+    params=(
+        Param("mode", ("a", "b", "c"), "a"),
+        Param("block", (16, 32, 64), 32, ParamKind.KNOB),
+    ),
+    regimes=("small", "large"),
+)
+
+
+def test_root_has_every_param_in_every_regime():
+    root = SPACE.root()
+    assert root.table() == {"small": {"mode": "a", "block": 32},
+                            "large": {"mode": "a", "block": 32}}
+
+
+def test_knob_moves_only_to_neighbours_and_decisions_anywhere():
+    assert SPACE.param("block").moves(16) == (32,)
+    assert SPACE.param("block").moves(32) == (16, 64)
+    assert SPACE.param("mode").moves("b") == ("a", "c")
+
+
+def test_actions_cover_global_and_per_regime_edits_without_no_ops():
+    root = SPACE.root()
+    got = {a.describe() for a in actions(SPACE, root)}
+    assert got == {
+        "mode=b", "mode=c", "mode=b @small", "mode=c @small", "mode=b @large", "mode=c @large",
+        "block=16", "block=64", "block=16 @small", "block=64 @small", "block=16 @large",
+        "block=64 @large",
+    }
+    assert all(a.apply(root) != root for a in actions(SPACE, root))
+
+
+def test_regime_action_changes_only_its_regime():
+    child = Action("block", 64, "large").apply(SPACE.root())
+    assert child.get("block", "large") == 64
+    assert child.get("block", "small") == 32
+
+
+def test_action_kind_names_the_transition():
+    assert Action("block", 64).kind(SPACE.root(), "small") == "block:32->64"
+
+
+def test_plans_are_equal_by_content_and_hash_alike():
+    a = Action("mode", "b").apply(SPACE.root())
+    b = Plan.from_json(a.to_json())
+    assert a == b and a.key == b.key and hash(a) == hash(b)
+    assert a.key != SPACE.root().key
+
+
+def test_header_round_trips_and_other_code_has_no_plan():
+    plan = Action("mode", "c", "small").apply(SPACE.root())
+    assert read_plan(header(plan) + "def run():\n    pass\n") == plan
+    assert read_plan("import torch\n") is None
+    assert read_plan("# ksearch-plan: {not json\n") is None
+
+
+def test_default_outside_domain_is_refused():
+    with pytest.raises(ValueError, match="default"):
+        Param("block", (16, 32), 8, ParamKind.KNOB)
