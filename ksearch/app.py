@@ -7,6 +7,7 @@ import logging
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -40,8 +41,10 @@ def search(cfg: DictConfig) -> None:
     except (C.ConfigError, ValueError) as e:
         return fail(str(e))
     if mode == "interpret" and cfg.scorer.mode == "auto":
-        console.print("no CUDA device: scorer=auto runs candidates under the Triton interpreter "
-                      f"on the {harness.config.suite} suite; speeds are analytic estimates")
+        console.print(
+            "no CUDA device: scorer=auto runs candidates under the Triton interpreter "
+            f"on the {harness.config.suite} suite; speeds are analytic estimates"
+        )
     try:
         store = Store(run_dir / "search.db")
     except StoreError as e:
@@ -60,23 +63,32 @@ def search(cfg: DictConfig) -> None:
                     f"this run was measured on another device ({stored['fingerprint']}); "
                     "speedups from different devices are not compared: use a new hydra.run.dir"
                 )
-            console.print(f"resuming the run in {run_dir} "
-                          f"({store.evaluation_count()} evaluations recorded)")
+            console.print(
+                f"resuming the run in {run_dir} ({store.evaluation_count()} evaluations recorded)"
+            )
     except C.ConfigError as e:
         harness.close()
         return fail(str(e))
 
     title = f"{task.name} · {search_cfg.strategy} · seed {search_cfg.seed}"
     context, on_progress = view(str(cfg.display), title, search_cfg.budget)
-    engine = Search(root=task.space.root() if task.space else _no_space(task.name),
-                    world_model=wm, scorer=harness, store=store, config=search_cfg,
-                    workers=harness.config.workers, on_progress=on_progress)
+    engine = Search(
+        root=task.space.root() if task.space else _no_space(task.name),
+        world_model=wm,
+        scorer=harness,
+        store=store,
+        config=search_cfg,
+        workers=harness.config.workers,
+        on_progress=on_progress,
+    )
     try:
         with context:
             tree = engine.run()
         if tree.root.status.value != "passed":
-            return fail(f"the starting plan did not pass ({tree.root.status.value}: "
-                        f"{tree.root.reason}); nothing to search from")
+            return fail(
+                f"the starting plan did not pass ({tree.root.status.value}: "
+                f"{tree.root.reason}); nothing to search from"
+            )
         outcome = finish(tree, store, harness, run_dir, search_cfg.finalists)
     except KeyboardInterrupt:
         store.event(engine.iteration, "interrupted")
@@ -85,15 +97,20 @@ def search(cfg: DictConfig) -> None:
     finally:
         harness.close()
     best = tree.best_node()
-    console.print(f"{store.evaluation_count()} evaluations, {len(tree)} nodes; "
-                  f"database {run_dir / 'search.db'}")
+    console.print(
+        f"{store.evaluation_count()} evaluations, {len(tree)} nodes; "
+        f"database {run_dir / 'search.db'}"
+    )
     if outcome is None or best is None:
         return fail("no candidate passed")
     method = outcome.evaluation.method.value if outcome.evaluation.method else "?"
-    console.print(f"winner: node {outcome.node}, {outcome.evaluation.score:.3f}× over the baseline "
-                  f"({method}), written to {outcome.path}; best during search "
-                  f"{math.exp(best.value or 0.0):.3f}×", highlight=False)
+    console.print(
+        f"winner: node {outcome.node}, {outcome.evaluation.score:.3f}× over the baseline "
+        f"({method}), written to {outcome.path}; best during search "
+        f"{math.exp(best.value or 0.0):.3f}×",
+        highlight=False,
+    )
 
 
-def _no_space(name: str):  # type: ignore[no-untyped-def]
+def _no_space(name: str) -> Any:
     fail(f"task {name} has no design space; the built-in world model cannot search it")

@@ -49,9 +49,14 @@ def harness_config(cfg: DictConfig, mode: str, suite: str | None = None) -> Harn
     s = cfg.scorer
     chosen = suite or s.suite or ("default" if mode == "gpu" else "smoke")
     return HarnessConfig(
-        mode=mode, suite=str(chosen), workers=int(s.workers),
-        compile_timeout=float(s.compile_timeout), run_timeout=float(s.run_timeout),
-        seeds=tuple(int(x) for x in s.seeds), warmup=int(s.warmup), reps=int(s.reps),
+        mode=mode,
+        suite=str(chosen),
+        workers=int(s.workers),
+        compile_timeout=float(s.compile_timeout),
+        run_timeout=float(s.run_timeout),
+        seeds=tuple(int(x) for x in s.seeds),
+        warmup=int(s.warmup),
+        reps=int(s.reps),
     )
 
 
@@ -59,10 +64,17 @@ def search_config(cfg: DictConfig) -> SearchConfig:
     s = cfg.search
     m = s.mcts
     return SearchConfig(
-        strategy=str(s.strategy), budget=int(s.budget), seed=int(cfg.seed),
-        repair_attempts=int(s.repair_attempts), finalists=int(s.finalists),
-        mcts=MctsKnobs(c_puct=float(m.c_puct), widen_k=float(m.widen_k),
-                       widen_alpha=float(m.widen_alpha), fail_penalty=float(m.fail_penalty)),
+        strategy=str(s.strategy),
+        budget=int(s.budget),
+        seed=int(cfg.seed),
+        repair_attempts=int(s.repair_attempts),
+        finalists=int(s.finalists),
+        mcts=MctsKnobs(
+            c_puct=float(m.c_puct),
+            widen_k=float(m.widen_k),
+            widen_alpha=float(m.widen_alpha),
+            fail_penalty=float(m.fail_penalty),
+        ),
     )
 
 
@@ -79,8 +91,11 @@ def world_model(cfg: DictConfig, t: Task, harness: Harness) -> WorldModel:
         from worldmodel.builtin import BuiltinKnobs, BuiltinWorldModel
 
         w = cfg.worldmodel
-        knobs = BuiltinKnobs(temperature=float(w.temperature), optimism=float(w.optimism),
-                             default_std=float(w.default_std))
+        knobs = BuiltinKnobs(
+            temperature=float(w.temperature),
+            optimism=float(w.optimism),
+            default_std=float(w.default_std),
+        )
         try:
             return BuiltinWorldModel(t, harness.workloads, knobs=knobs)
         except ValueError as e:

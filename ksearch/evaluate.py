@@ -20,10 +20,20 @@ from ksearch.evaluation import Evaluation
 def table(ev: Evaluation) -> Table:
     method = ev.method.value if ev.method else "—"
     estimated = " (estimated)" if method == "estimate" else ""
-    t = Table(title=f"candidate {ev.candidate}: {ev.status.value}"
-                    + (f", {ev.score:.3f}× over the baseline{estimated}" if ev.score else ""))
-    for col in ("workload", "status", f"µs{estimated}", "spread", "speedup", "× floor",
-                "max error", "reason"):
+    t = Table(
+        title=f"candidate {ev.candidate}: {ev.status.value}"
+        + (f", {ev.score:.3f}× over the baseline{estimated}" if ev.score else "")
+    )
+    for col in (
+        "workload",
+        "status",
+        f"µs{estimated}",
+        "spread",
+        "speedup",
+        "× floor",
+        "max error",
+        "reason",
+    ):
         t.add_column(col)
     for w in ev.workloads:
         us = w.latency_us if w.latency_us is not None else w.estimate_us
@@ -31,8 +41,16 @@ def table(ev: Evaluation) -> Table:
         def f(x: float | None, fmt: str) -> str:
             return "—" if x is None else format(x, fmt)
 
-        t.add_row(w.name, w.status.value, f(us, ".2f"), f(w.spread, ".1%"), f(w.speedup, ".3f"),
-                  f(w.time_over_floor, ".2f"), f(w.max_error, ".2g"), (w.reason or "")[:60])
+        t.add_row(
+            w.name,
+            w.status.value,
+            f(us, ".2f"),
+            f(w.spread, ".1%"),
+            f(w.speedup, ".3f"),
+            f(w.time_over_floor, ".2f"),
+            f(w.max_error, ".2g"),
+            (w.reason or "")[:60],
+        )
     return t
 
 
@@ -54,8 +72,10 @@ def main(cfg: DictConfig) -> None:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(2)
     if mode == "interpret":
-        console.print(f"Triton interpreter on the CPU, {harness.config.suite} suite: correctness "
-                      "is real, times are the task's analytic estimates for an H100")
+        console.print(
+            f"Triton interpreter on the CPU, {harness.config.suite} suite: correctness "
+            "is real, times are the task's analytic estimates for an H100"
+        )
     try:
         ev = harness.evaluate(path.read_text())
     finally:

@@ -20,7 +20,7 @@ class Status(StrEnum):
 
     @property
     def severity(self) -> int:
-        """Higher is worse: rejected > crashed > timeout > compile > runtime > incorrect > passed."""
+        """Higher is worse: rejected > crashed > timeout > compile > runtime > incorrect."""
         return list(Status).index(self)
 
 

@@ -9,6 +9,7 @@ analytic estimate of the plan in the candidate's header.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -99,11 +100,20 @@ class Harness:
 
             if self.config.mode == "gpu":
                 name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-                return {"gpu": name, "cuda": torch.version.cuda, "torch": torch.__version__,
-                        "triton": triton.__version__}
-            return {"gpu": None, "cuda": None, "driver": None,
-                    "device": "cpu (Triton interpreter)",
-                    "torch": torch.__version__, "triton": triton.__version__}
+                return {
+                    "gpu": name,
+                    "cuda": torch.version.cuda,
+                    "torch": torch.__version__,
+                    "triton": triton.__version__,
+                }
+            return {
+                "gpu": None,
+                "cuda": None,
+                "driver": None,
+                "device": "cpu (Triton interpreter)",
+                "torch": torch.__version__,
+                "triton": triton.__version__,
+            }
         return self._fingerprint
 
     def evaluate(self, source: str) -> Evaluation:
@@ -150,12 +160,14 @@ class Harness:
             base = self.task.estimate(None, w)
             floor = self.task.floor(w, H100_CEILINGS)
             out.append(
-                WorkloadResult(**{
-                    **{f: getattr(r, f) for f in r.__slots__},
-                    "estimate_us": est,
-                    "speedup": base / est,
-                    "time_over_floor": est / floor,
-                })
+                WorkloadResult(
+                    **{
+                        **{f: getattr(r, f) for f in r.__slots__},
+                        "estimate_us": est,
+                        "speedup": base / est,
+                        "time_over_floor": est / floor,
+                    }
+                )
             )
         return out
 
@@ -164,15 +176,21 @@ class Harness:
         read_fd, write_fd = os.pipe()
         env = {k: v for k, v in os.environ.items() if not SECRET.search(k)}
         env["KSEARCH_RESULT_FD"] = str(write_fd)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
+        )
         if self.config.mode == "interpret":
             env["TRITON_INTERPRET"] = "1"
         log_path = Path(job["candidate"]).with_suffix(".log")
         with open(log_path, "wb") as out:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ksearch.worker"],
-                stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT,
-                env=env, pass_fds=(write_fd,), start_new_session=True,
+                stdin=subprocess.PIPE,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=env,
+                pass_fds=(write_fd,),
+                start_new_session=True,
             )
         os.close(write_fd)
         assert proc.stdin is not None
@@ -196,7 +214,9 @@ class Harness:
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                limit = self.config.compile_timeout if phase == "compile" else self.config.run_timeout
+                limit = (
+                    self.config.compile_timeout if phase == "compile" else self.config.run_timeout
+                )
                 return None, (Status.TIMEOUT, f"{phase} took longer than {limit:g} s")
             ready, _, _ = select.select([fd], [], [], min(left, 1.0))
             if not ready:
@@ -218,8 +238,6 @@ class Harness:
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:
     """Kill the worker and every process it started (they share its process group)."""
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
     proc.wait()

@@ -25,8 +25,13 @@ class LiveView:
 
     def __init__(self, title: str, budget: int, console: Console | None = None) -> None:
         self.console = console or Console(stderr=True, soft_wrap=True)
-        self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(),
-                            MofNCompleteColumn(), TimeElapsedColumn(), console=self.console)
+        self.bar = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+        )
         self.job = self.bar.add_task(title, total=budget)
         self.stats = Table.grid(padding=(0, 2))
         self.live = Live(Group(self.bar, self.stats), console=self.console, refresh_per_second=4)
@@ -38,13 +43,18 @@ class LiveView:
             counts[n.status.value] = counts.get(n.status.value, 0) + 1
         grid = Table.grid(padding=(0, 2))
         grid.add_row("best so far", _best(p), "in flight", str(p.in_flight))
-        grid.add_row("nodes", str(len(p.tree)),
-                     "by status", ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+        grid.add_row(
+            "nodes",
+            str(len(p.tree)),
+            "by status",
+            ", ".join(f"{k} {v}" for k, v in sorted(counts.items())),
+        )
         self.live.update(Group(self.bar, grid))
 
 
-def view(display: str, title: str, budget: int) -> tuple[AbstractContextManager[object],
-                                                         Callable[[SearchProgress], None]]:
+def view(
+    display: str, title: str, budget: int
+) -> tuple[AbstractContextManager[object], Callable[[SearchProgress], None]]:
     """A context to run the search in and the progress callback for `display`."""
     if display == "live" and sys.stderr.isatty():
         lv = LiveView(title, budget)
@@ -54,8 +64,9 @@ def view(display: str, title: str, budget: int) -> tuple[AbstractContextManager[
     console = Console(stderr=True, soft_wrap=True)
 
     def line(p: SearchProgress) -> None:
-        last = max((n for n in p.tree.nodes if n.status.measured), key=lambda n: n.step or 0,
-                   default=None)
+        last = max(
+            (n for n in p.tree.nodes if n.status.measured), key=lambda n: n.step or 0, default=None
+        )
         status = "" if last is None else f" last {last.status.value}"
         if last is not None and last.status is NodeStatus.PASSED and last.value is not None:
             status += f" {math.exp(last.value):.3f}×"

@@ -108,7 +108,8 @@ class Search:
         if key not in self._proposals:
             self._proposals[key] = self.wm.propose(self.tree[node_id].plan, self.beliefs)
         return [
-            p for p in self._proposals[key]
+            p
+            for p in self._proposals[key]
             if p.infeasible is None and p.plan.key not in self.tree.plans
         ]
 
@@ -127,7 +128,9 @@ class Search:
     def run(self) -> Tree:
         """Search until the budget is spent or no plan is left; returns the final tree."""
         queue: deque[Work] = deque()
-        self._event("resumed" if self.replaying_until >= 0 else "started", budget=self.config.budget)
+        self._event(
+            "resumed" if self.replaying_until >= 0 else "started", budget=self.config.budget
+        )
         try:
             while True:
                 while len(queue) < self.workers and self.counted < self.config.budget:
@@ -156,8 +159,13 @@ class Search:
                 return None
             p = choice.proposal
             self.tree, node_id = add_child(
-                self.tree, choice.parent, p.action, plan=p.plan, prior=p.prior,
-                pred_mean=p.mean, pred_std=p.std,
+                self.tree,
+                choice.parent,
+                p.action,
+                plan=p.plan,
+                prior=p.prior,
+                pred_mean=p.mean,
+                pred_std=p.std,
             )
             parent_source = self.sources.get(choice.parent)
         self.iteration += 1
@@ -201,21 +209,38 @@ class Search:
         if failed and can_repair and work.repairs < self.config.repair_attempts:
             fixed = self.wm.repair(node.plan, work.source, ev)
             if fixed is not None:
-                self._event("repair", work.iteration, node=node.id, status=ev.status.value, reason=ev.reason)
+                self._event(
+                    "repair", work.iteration, node=node.id, status=ev.status.value, reason=ev.reason
+                )
                 queue.appendleft(self._submit(node.id, fixed, work.repairs + 1))
                 return
         status = NodeStatus(ev.status.value)
         if failed and work.repairs > 0:
             status = NodeStatus.FAILED
         value = ev.log_score if ev.passed else None
-        self.tree = backup(self.tree, node.id, status=status, value=value, candidate=h,
-                           step=self.applied, reason=ev.reason)
+        self.tree = backup(
+            self.tree,
+            node.id,
+            status=status,
+            value=value,
+            candidate=h,
+            step=self.applied,
+            reason=ev.reason,
+        )
         self._revise(node.id, ev)
         if ev.passed:
             self._prune(node.id)
         self._save(node.id)
-        self._event("evaluated", work.iteration, node=node.id, candidate=h, status=ev.status.value,
-                    score=ev.score, predicted=node.pred_mean, cached=not work.counted)
+        self._event(
+            "evaluated",
+            work.iteration,
+            node=node.id,
+            candidate=h,
+            status=ev.status.value,
+            score=ev.score,
+            predicted=node.pred_mean,
+            cached=not work.counted,
+        )
 
     def _revise(self, node_id: int, ev: Evaluation) -> None:
         node = self.tree[node_id]
@@ -225,8 +250,15 @@ class Search:
         parent_ev = self.results.get(parent.candidate or "")
         if parent_ev is None:
             return
-        evidence = Evidence(parent.plan, node.action, ev.status, node.pred_mean, node.pred_std,
-                            parent_ev.latencies(), ev.latencies())
+        evidence = Evidence(
+            parent.plan,
+            node.action,
+            ev.status,
+            node.pred_mean,
+            node.pred_std,
+            parent_ev.latencies(),
+            ev.latencies(),
+        )
         self.beliefs = self.wm.revise(self.beliefs, evidence)
         self.store.save_beliefs(self._version(), self.applied, self.wm.beliefs_json(self.beliefs))
 
@@ -235,8 +267,15 @@ class Search:
         for p in self.wm.propose(self.tree[node_id].plan, self.beliefs):
             if p.infeasible is not None and p.plan.key not in self.tree.plans:
                 self.tree, child = add_child(
-                    self.tree, node_id, p.action, plan=p.plan, prior=0.0, pred_mean=p.mean,
-                    pred_std=p.std, status=NodeStatus.PRUNED, reason=p.infeasible,
+                    self.tree,
+                    node_id,
+                    p.action,
+                    plan=p.plan,
+                    prior=0.0,
+                    pred_mean=p.mean,
+                    pred_std=p.std,
+                    status=NodeStatus.PRUNED,
+                    reason=p.infeasible,
                 )
                 self.tree = update(self.tree, child, step=self.applied)
                 self._save(child)
@@ -254,5 +293,12 @@ class Search:
 
     def _report(self, in_flight: int) -> None:
         best = self.tree.best_node()
-        self.on_progress(Progress(self.tree, self.applied, self.config.budget, in_flight,
-                                  None if best is None else best.value))
+        self.on_progress(
+            Progress(
+                self.tree,
+                self.applied,
+                self.config.budget,
+                in_flight,
+                None if best is None else best.value,
+            )
+        )

@@ -50,6 +50,8 @@ class Choice:
 
 
 Frontier = Callable[[int], Sequence[Proposal]]
+
+
 @dataclass(frozen=True, slots=True)
 class MctsKnobs:
     """PUCT and widening constants (conf/search/mcts.yaml)."""

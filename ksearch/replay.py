@@ -36,19 +36,21 @@ def load(db: Path, step: int | None) -> dict[str, Any]:
         observed = None
         if r["value"] is not None and parent_value is not None:
             observed = r["value"] - parent_value
-        nodes.append({
-            "id": r["id"],
-            "parent": r["parent"],
-            "status": r["status"],
-            "score": None if r["value"] is None else math.exp(r["value"]),
-            "candidate": r["candidate"],
-            "action": None if r["action"] is None else json.loads(r["action"]),
-            "plan": json.loads(r["plan"]),
-            "predicted": {"mean": r["pred_mean"], "std": r["pred_std"]},
-            "observed": observed,
-            "reason": r["reason"],
-            "step": r["step"],
-        })
+        nodes.append(
+            {
+                "id": r["id"],
+                "parent": r["parent"],
+                "status": r["status"],
+                "score": None if r["value"] is None else math.exp(r["value"]),
+                "candidate": r["candidate"],
+                "action": None if r["action"] is None else json.loads(r["action"]),
+                "plan": json.loads(r["plan"]),
+                "predicted": {"mean": r["pred_mean"], "std": r["pred_std"]},
+                "observed": observed,
+                "reason": r["reason"],
+                "step": r["step"],
+            }
+        )
     run = store.run() or {}
     return {
         "evaluations": total if step is None else min(step, total),
@@ -61,11 +63,17 @@ def load(db: Path, step: int | None) -> dict[str, Any]:
 
 def _label(n: dict[str, Any]) -> str:
     action = n["action"]
-    what = "root" if action is None else (
-        f"{action['param']}={action['value']}" + (f" @{action['regime']}" if action["regime"] else "")
+    what = (
+        "root"
+        if action is None
+        else (
+            f"{action['param']}={action['value']}"
+            + (f" @{action['regime']}" if action["regime"] else "")
+        )
     )
     color = {"passed": "green", "pruned": "dim", "open": "cyan", "pending": "cyan"}.get(
-        n["status"], "red")
+        n["status"], "red"
+    )
     text = f"#{n['id']} {what} [{color}]{n['status']}[/]"
     if n["score"] is not None:
         text += f" [bold]{n['score']:.3f}×[/]"
@@ -93,13 +101,17 @@ def render(data: dict[str, Any], console: Console) -> None:
         node, branch = stack.pop()
         for child in by_parent.get(node["id"], []):
             stack.append((child, branch.add(_label(child))))
-    console.print(f"task {data['task']}, seed {data['seed']}: "
-                  f"{data['evaluations']} evaluations, {len(data['nodes'])} nodes")
+    console.print(
+        f"task {data['task']}, seed {data['seed']}: "
+        f"{data['evaluations']} evaluations, {len(data['nodes'])} nodes"
+    )
     console.print(top)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m ksearch.replay", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m ksearch.replay", description=__doc__.split("\n")[0]
+    )
     parser.add_argument("db", type=Path, help="a run's search.db")
     parser.add_argument("--step", type=int, default=None, help="show the tree after N evaluations")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")

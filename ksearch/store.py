@@ -26,27 +26,65 @@ class StoreError(RuntimeError):
 
 
 def _m001_initial(db: sqlite_utils.Database) -> None:
-    db["run"].create({"id": int, "config": str, "seed": int, "task": str, "fingerprint": str,
-                      "created": float}, pk="id")
-    db["nodes"].create({
-        "id": int, "parent": int, "action": str, "plan": str, "plan_key": str, "status": str,
-        "reason": str, "prior": float, "pred_mean": float, "pred_std": float, "value": float,
-        "candidate": str, "step": int, "iteration": int,
-    }, pk="id")
-    db["candidates"].create({"hash": str, "source": str, "plan_key": str}, pk="hash")
-    db["evaluations"].create({
-        "candidate": str, "number": int, "status": str, "reason": str, "method": str,
-        "score": float, "fingerprint": str, "data": str, "created": float,
-    }, pk="candidate")
-    db["workloads"].create({
-        "candidate": str, "name": str, "status": str, "reason": str, "latency_us": float,
-        "spread": float, "speedup": float, "time_over_floor": float, "estimate_us": float,
-        "max_error": float, "error": str,
-    }, pk=("candidate", "name"))
-    db["beliefs"].create({"version": int, "step": int, "data": str}, pk="version")
-    db["events"].create({"id": int, "time": float, "iteration": int, "kind": str, "data": str},
-                        pk="id")
-    db["nodes"].create_index(["parent"])
+    db.table("run").create(
+        {"id": int, "config": str, "seed": int, "task": str, "fingerprint": str, "created": float},
+        pk="id",
+    )
+    db.table("nodes").create(
+        {
+            "id": int,
+            "parent": int,
+            "action": str,
+            "plan": str,
+            "plan_key": str,
+            "status": str,
+            "reason": str,
+            "prior": float,
+            "pred_mean": float,
+            "pred_std": float,
+            "value": float,
+            "candidate": str,
+            "step": int,
+            "iteration": int,
+        },
+        pk="id",
+    )
+    db.table("candidates").create({"hash": str, "source": str, "plan_key": str}, pk="hash")
+    db.table("evaluations").create(
+        {
+            "candidate": str,
+            "number": int,
+            "status": str,
+            "reason": str,
+            "method": str,
+            "score": float,
+            "fingerprint": str,
+            "data": str,
+            "created": float,
+        },
+        pk="candidate",
+    )
+    db.table("workloads").create(
+        {
+            "candidate": str,
+            "name": str,
+            "status": str,
+            "reason": str,
+            "latency_us": float,
+            "spread": float,
+            "speedup": float,
+            "time_over_floor": float,
+            "estimate_us": float,
+            "max_error": float,
+            "error": str,
+        },
+        pk=("candidate", "name"),
+    )
+    db.table("beliefs").create({"version": int, "step": int, "data": str}, pk="version")
+    db.table("events").create(
+        {"id": int, "time": float, "iteration": int, "kind": str, "data": str}, pk="id"
+    )
+    db.table("nodes").create_index(["parent"])
 
 
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m001_initial]
@@ -72,100 +110,129 @@ class Store:
             elif "migrations" not in self.db.table_names():
                 raise StoreError(f"{path} is not a ksearch run database (no migrations table)")
         except sqlite3.DatabaseError as e:
-            raise StoreError(f"{path} is not a usable SQLite database ({e}); "
-                             "move it away or choose another hydra.run.dir") from e
+            raise StoreError(
+                f"{path} is not a usable SQLite database ({e}); "
+                "move it away or choose another hydra.run.dir"
+            ) from e
 
     def _migrate(self) -> None:
         if "migrations" not in self.db.table_names():
-            self.db["migrations"].create({"number": int, "applied": float}, pk="number")
-        done = {r["number"] for r in self.db["migrations"].rows}
+            self.db.table("migrations").create({"number": int, "applied": float}, pk="number")
+        done = {r["number"] for r in self.db.table("migrations").rows}
         for number, migrate in enumerate(MIGRATIONS, start=1):
             if number not in done:
                 with self.db.conn:
                     migrate(self.db)
-                    self.db["migrations"].insert({"number": number, "applied": time.time()})
+                    self.db.table("migrations").insert({"number": number, "applied": time.time()})
 
     # -- run ---------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any] | None:
-        rows = list(self.db["run"].rows)
+        rows = list(self.db.table("run").rows)
         return rows[0] if rows else None
 
-    def start_run(self, *, config: dict[str, Any], seed: int, task: str,
-                  fingerprint: dict[str, Any]) -> None:
+    def start_run(
+        self, *, config: dict[str, Any], seed: int, task: str, fingerprint: dict[str, Any]
+    ) -> None:
         with self.db.conn:
-            self.db["run"].insert({
-                "id": 1, "config": json.dumps(config, sort_keys=True), "seed": seed, "task": task,
-                "fingerprint": json.dumps(fingerprint, sort_keys=True), "created": time.time(),
-            })
+            self.db.table("run").insert(
+                {
+                    "id": 1,
+                    "config": json.dumps(config, sort_keys=True),
+                    "seed": seed,
+                    "task": task,
+                    "fingerprint": json.dumps(fingerprint, sort_keys=True),
+                    "created": time.time(),
+                }
+            )
 
     # -- nodes -------------------------------------------------------------------------------
 
     def save_node(self, node: Node, iteration: int) -> None:
         with self.db.conn:
-            self.db["nodes"].upsert({
-                "id": node.id,
-                "parent": node.parent,
-                "action": None if node.action is None else json.dumps(node.action.to_dict()),
-                "plan": node.plan.to_json(),
-                "plan_key": node.plan.key,
-                "status": node.status.value,
-                "reason": node.reason,
-                "prior": node.prior,
-                "pred_mean": node.pred_mean,
-                "pred_std": node.pred_std,
-                "value": node.value,
-                "candidate": node.candidate,
-                "step": node.step,
-                "iteration": iteration,
-            }, pk="id")
+            self.db.table("nodes").upsert(
+                {
+                    "id": node.id,
+                    "parent": node.parent,
+                    "action": None if node.action is None else json.dumps(node.action.to_dict()),
+                    "plan": node.plan.to_json(),
+                    "plan_key": node.plan.key,
+                    "status": node.status.value,
+                    "reason": node.reason,
+                    "prior": node.prior,
+                    "pred_mean": node.pred_mean,
+                    "pred_std": node.pred_std,
+                    "value": node.value,
+                    "candidate": node.candidate,
+                    "step": node.step,
+                    "iteration": iteration,
+                },
+                pk="id",
+            )
 
     def nodes(self) -> list[dict[str, Any]]:
-        return list(self.db["nodes"].rows_where(order_by="id"))
+        return list(self.db.table("nodes").rows_where(order_by="id"))
 
     # -- candidates and evaluations ----------------------------------------------------------
 
     def save_evaluation(self, source: str, plan_key: str | None, ev: Evaluation) -> int:
         """Store a first measurement of a candidate; returns its evaluation number (1-based)."""
-        number = self.db["evaluations"].count + 1
+        number = self.db.table("evaluations").count + 1
         with self.db.conn:
-            self.db["candidates"].upsert(
-                {"hash": ev.candidate, "source": source, "plan_key": plan_key}, pk="hash")
-            self.db["evaluations"].insert({
-                "candidate": ev.candidate, "number": number, "status": ev.status.value,
-                "reason": ev.reason, "method": None if ev.method is None else ev.method.value,
-                "score": ev.score, "fingerprint": json.dumps(ev.fingerprint, sort_keys=True),
-                "data": ev.to_json(), "created": time.time(),
-            })
-            self.db["workloads"].insert_all(
+            self.db.table("candidates").upsert(
+                {"hash": ev.candidate, "source": source, "plan_key": plan_key}, pk="hash"
+            )
+            self.db.table("evaluations").insert(
+                {
+                    "candidate": ev.candidate,
+                    "number": number,
+                    "status": ev.status.value,
+                    "reason": ev.reason,
+                    "method": None if ev.method is None else ev.method.value,
+                    "score": ev.score,
+                    "fingerprint": json.dumps(ev.fingerprint, sort_keys=True),
+                    "data": ev.to_json(),
+                    "created": time.time(),
+                }
+            )
+            self.db.table("workloads").insert_all(
                 [dict(w, candidate=ev.candidate) for w in ev.to_dict()["workloads"]],
                 replace=True,
             )
         return number
 
     def evaluation(self, candidate: str) -> Evaluation | None:
-        rows = list(self.db["evaluations"].rows_where("candidate = ?", [candidate]))
+        rows = list(self.db.table("evaluations").rows_where("candidate = ?", [candidate]))
         return Evaluation.from_dict(json.loads(rows[0]["data"])) if rows else None
 
     def evaluation_count(self) -> int:
-        return self.db["evaluations"].count
+        return self.db.table("evaluations").count
 
     def source(self, candidate: str) -> str | None:
-        rows = list(self.db["candidates"].rows_where("hash = ?", [candidate]))
+        rows = list(self.db.table("candidates").rows_where("hash = ?", [candidate]))
         return rows[0]["source"] if rows else None
 
     # -- beliefs and events ------------------------------------------------------------------
 
     def save_beliefs(self, version: int, step: int, data: str) -> None:
         with self.db.conn:
-            self.db["beliefs"].upsert({"version": version, "step": step, "data": data},
-                                      pk="version")
+            self.db.table("beliefs").upsert(
+                {"version": version, "step": step, "data": data}, pk="version"
+            )
 
     def event(self, iteration: int, kind: str, **data: Any) -> None:
         with self.db.conn:
-            self.db["events"].insert({"time": time.time(), "iteration": iteration, "kind": kind,
-                                      "data": json.dumps(data, sort_keys=True, default=str)})
+            self.db.table("events").insert(
+                {
+                    "time": time.time(),
+                    "iteration": iteration,
+                    "kind": kind,
+                    "data": json.dumps(data, sort_keys=True, default=str),
+                }
+            )
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         where = None if kind is None else "kind = ?"
-        return list(self.db["events"].rows_where(where, [kind] if kind else [], order_by="id"))
+        return list(
+            self.db.table("events").rows_where(where, [kind] if kind else [], order_by="id")
+        )

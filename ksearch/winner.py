@@ -39,7 +39,7 @@ def finalists(tree: Tree, count: int) -> list[int]:
 
 
 def finish(tree: Tree, store: Store, scorer: Scorer, run_dir: Path, count: int) -> Outcome | None:
-    """Re-measure the finalists in fresh workers, pick the best, write winner.py and summary.json."""
+    """Re-measure the finalists in fresh workers; write the best as winner.py, and summary.json."""
     ids = finalists(tree, count)
     if not ids:
         return None
@@ -47,8 +47,15 @@ def finish(tree: Tree, store: Store, scorer: Scorer, run_dir: Path, count: int) 
     futures = {i: scorer.submit(sources[i]) for i in ids}
     results = {i: f.result() for i, f in futures.items()}
     for i, ev in results.items():
-        store.event(-1, "final", node=i, candidate=ev.candidate, status=ev.status.value,
-                    score=ev.score, search_score=_score(tree, i))
+        store.event(
+            -1,
+            "final",
+            node=i,
+            candidate=ev.candidate,
+            status=ev.status.value,
+            score=ev.score,
+            search_score=_score(tree, i),
+        )
     passed = [i for i in ids if results[i].passed and results[i].score is not None]
     if not passed:
         log.warning("no finalist passed its re-measurement")
@@ -57,11 +64,20 @@ def finish(tree: Tree, store: Store, scorer: Scorer, run_dir: Path, count: int) 
     path = run_dir / "winner.py"
     path.write_text(sources[best])
     summary: dict[str, Any] = {
-        "winner": {"node": best, "candidate": results[best].candidate,
-                   "score": results[best].score, "method": _method(results[best])},
+        "winner": {
+            "node": best,
+            "candidate": results[best].candidate,
+            "score": results[best].score,
+            "method": _method(results[best]),
+        },
         "finalists": [
-            {"node": i, "candidate": results[i].candidate, "status": results[i].status.value,
-             "search_score": _score(tree, i), "final_score": results[i].score}
+            {
+                "node": i,
+                "candidate": results[i].candidate,
+                "status": results[i].status.value,
+                "search_score": _score(tree, i),
+                "final_score": results[i].score,
+            }
             for i in ids
         ],
         "evaluations": store.evaluation_count(),

@@ -56,7 +56,11 @@ def check(task: Task, workload: Workload, out: Any, inputs: dict[str, Any], save
     if type(out) is not torch.Tensor:
         return "rejected", f"run returned {type(out).__name__}, not a plain torch.Tensor", None
     if out.shape != ref.shape or out.device != ref.device:
-        return "incorrect", f"output {tuple(out.shape)} on {out.device}, expected {tuple(ref.shape)}", None
+        return (
+            "incorrect",
+            f"output {tuple(out.shape)} on {out.device}, expected {tuple(ref.shape)}",
+            None,
+        )
     expected_dtype = next(iter(_tensors(inputs).values())).dtype
     if out.dtype != expected_dtype:
         return "incorrect", f"output dtype {out.dtype}, expected {expected_dtype}", None
@@ -75,7 +79,11 @@ def check(task: Task, workload: Workload, out: Any, inputs: dict[str, Any], save
     bad = err > atol + rtol * ref.abs()
     if bool(bad.any()):
         n_bad = int(bad.sum())
-        return "incorrect", f"{n_bad} of {bad.numel()} elements off (max error {max_error:.3g})", max_error
+        return (
+            "incorrect",
+            f"{n_bad} of {bad.numel()} elements off (max error {max_error:.3g})",
+            max_error,
+        )
     return "passed", None, max_error
 
 
@@ -168,7 +176,9 @@ def evaluate_job(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
                 if device == "cuda":
                     torch.cuda.synchronize()
                 status, reason, err = check(task, w, out, inputs, saved)
-                row["max_error"] = err if row.get("max_error") is None else max(row["max_error"], err or 0)
+                row["max_error"] = (
+                    err if row.get("max_error") is None else max(row["max_error"], err or 0)
+                )
                 if status != "passed":
                     row.update(status=status, reason=f"seed {seed}: {reason}")
                     break
@@ -181,12 +191,16 @@ def evaluate_job(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
                 floor = task.floor(w, ceilings)
                 row.update(latency_us=t, spread=spread, speedup=tb / t, time_over_floor=t / floor)
                 if t < floor / task.impossible_margin:
-                    row.update(status="rejected", reason=f"{t:.2f} µs is impossible: floor {floor:.2f} µs")
+                    row.update(
+                        status="rejected", reason=f"{t:.2f} µs is impossible: floor {floor:.2f} µs"
+                    )
         except torch.cuda.OutOfMemoryError as e:
             row.update(status="runtime_error", reason=f"out of memory: {str(e)[:200]}")
         except Exception as e:
             tb_line = traceback.format_exception_only(e)[-1].strip()
-            row.update(status="runtime_error", reason=tb_line[:500], error=traceback.format_exc()[-2000:])
+            row.update(
+                status="runtime_error", reason=tb_line[:500], error=traceback.format_exc()[-2000:]
+            )
         rows.append(row)
         if row["status"] != "passed" and device == "cuda":
             break  # a CUDA error is sticky: the rest of this process is not to be trusted

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
+from landscape import SPACE, WORKLOADS, Landscape, LandscapeScorer, LandscapeTask
 
 from ksearch import config as C
 from ksearch.loop import Search
 from ksearch.store import Store
-from landscape import SPACE, WORKLOADS, Landscape, LandscapeScorer, LandscapeTask
 from worldmodel.builtin import BuiltinKnobs, BuiltinWorldModel
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
@@ -17,23 +17,41 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 
 def defaults(strategy: str, seed: int, budget: int, *overrides: str):
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
-        cfg = compose("config", [f"search={strategy}", f"seed={seed}",
-                                 f"search.budget={budget}", *overrides])
+        cfg = compose(
+            "config", [f"search={strategy}", f"seed={seed}", f"search.budget={budget}", *overrides]
+        )
     w = cfg.worldmodel
-    knobs = BuiltinKnobs(temperature=w.temperature, optimism=w.optimism,
-                         default_std=w.default_std, context_std=w.context_std)
+    knobs = BuiltinKnobs(
+        temperature=w.temperature,
+        optimism=w.optimism,
+        default_std=w.default_std,
+        context_std=w.context_std,
+    )
     return C.search_config(cfg), knobs
 
 
-def search(strategy: str, seed: int, budget: int, *, store: Store | None = None,
-           workers: int = 1, scorer: LandscapeScorer | None = None):
+def search(
+    strategy: str,
+    seed: int,
+    budget: int,
+    *,
+    store: Store | None = None,
+    workers: int = 1,
+    scorer: LandscapeScorer | None = None,
+):
     """Run one search on landscape `seed`; returns (tree, landscape, scorer)."""
     config, knobs = defaults(strategy, seed, budget)
     landscape = Landscape.draw(seed)
     scorer = scorer or LandscapeScorer(landscape)
     wm = BuiltinWorldModel(LandscapeTask(), WORKLOADS, knobs=knobs)
-    engine = Search(root=SPACE.root(), world_model=wm, scorer=scorer,
-                    store=store or Store(None), config=config, workers=workers)
+    engine = Search(
+        root=SPACE.root(),
+        world_model=wm,
+        scorer=scorer,
+        store=store or Store(None),
+        config=config,
+        workers=workers,
+    )
     return engine.run(), landscape, scorer
 
 

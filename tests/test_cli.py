@@ -19,8 +19,15 @@ FAST = ["task=rmsnorm", "scorer=interpret", "display=log", "search.finalists=1"]
 
 def ksearch(*args: str, module: str = "ksearch", cwd: Path = ROOT, **kw):
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run([sys.executable, "-m", module, *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600, **kw)
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        **kw,
+    )
 
 
 def tree_of(run_dir: Path) -> list[tuple]:
@@ -48,8 +55,12 @@ def test_a_search_writes_winner_summary_and_the_same_seed_gives_the_same_tree(tm
     assert summary["evaluations"] == 5 and summary["winner"]["method"] == "estimate"
     winner = (a / "winner.py").read_text()
     assert winner.startswith("# ksearch-plan: ")
-    check = ksearch("task=rmsnorm", "scorer=interpret", f"candidate={a / 'winner.py'}",
-                    module="ksearch.evaluate")
+    check = ksearch(
+        "task=rmsnorm",
+        "scorer=interpret",
+        f"candidate={a / 'winner.py'}",
+        module="ksearch.evaluate",
+    )
     assert json.loads(check.stdout.strip().splitlines()[-1])["status"] == "passed"
 
 
@@ -58,9 +69,14 @@ def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
     args = [*FAST, "search.budget=8", "seed=1"]
     assert ksearch(*args, f"hydra.run.dir={whole}").returncode == 0
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    proc = subprocess.Popen([sys.executable, "-m", "ksearch", *args, f"hydra.run.dir={killed}"],
-                            cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ksearch", *args, f"hydra.run.dir={killed}"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 300
     while count(killed / "search.db") < 3 and time.monotonic() < deadline:
         time.sleep(0.2)
@@ -78,8 +94,14 @@ def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
 
 
 def test_a_multirun_makes_one_database_per_job(tmp_path):
-    out = ksearch("-m", *FAST, "search.budget=2", "search.mcts.c_puct=0.5,1.0", "seed=0,1",
-                  f"hydra.sweep.dir={tmp_path}")
+    out = ksearch(
+        "-m",
+        *FAST,
+        "search.budget=2",
+        "search.mcts.c_puct=0.5,1.0",
+        "seed=0,1",
+        f"hydra.sweep.dir={tmp_path}",
+    )
     assert out.returncode == 0, out.stderr
     dbs = sorted(tmp_path.glob("*/search.db"))
     assert len(dbs) == 4
@@ -109,12 +131,15 @@ def test_a_corrupt_database_is_reported_and_kept(tmp_path):
     assert replay.returncode == 2 and "not a usable SQLite database" in replay.stderr
 
 
-@pytest.mark.parametrize(("override", "message"), [
-    ("task=nosuch", "Could not find 'task/nosuch'"),
-    ("search.nosuch=1", "nosuch"),
-    ("search.budget=0", "search.budget must be at least 1"),
-    ("scorer.suite=nosuch", "has no workload suite 'nosuch'"),
-])
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("task=nosuch", "Could not find 'task/nosuch'"),
+        ("search.nosuch=1", "nosuch"),
+        ("search.budget=0", "search.budget must be at least 1"),
+        ("scorer.suite=nosuch", "has no workload suite 'nosuch'"),
+    ],
+)
 def test_bad_settings_get_a_clear_message(tmp_path, override, message):
     out = ksearch(*FAST, override, f"hydra.run.dir={tmp_path}")
     assert out.returncode != 0
@@ -126,13 +151,15 @@ def test_bad_settings_get_a_clear_message(tmp_path, override, message):
 def test_evaluate_reports_a_candidate_without_run(tmp_path):
     cand = tmp_path / "c.py"
     cand.write_text("import torch\n\ndef forward(x, weight, eps):\n    return x\n")
-    out = ksearch("task=rmsnorm", "scorer=interpret", f"candidate={cand}",
-                  module="ksearch.evaluate")
+    out = ksearch(
+        "task=rmsnorm", "scorer=interpret", f"candidate={cand}", module="ksearch.evaluate"
+    )
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["status"] == "compile_error"
     assert "does not define a function run" in result["reason"]
-    missing = ksearch("task=rmsnorm", f"candidate={tmp_path / 'nope.py'}",
-                      module="ksearch.evaluate")
+    missing = ksearch(
+        "task=rmsnorm", f"candidate={tmp_path / 'nope.py'}", module="ksearch.evaluate"
+    )
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
 

@@ -2,9 +2,10 @@
 
 import json
 
+from search_helpers import search
+
 from ksearch.replay import load
 from ksearch.store import Store
-from search_helpers import search
 
 
 def shape(tree):
@@ -33,7 +34,7 @@ def test_several_workers_give_a_deterministic_tree():
 def test_resume_measures_nothing_twice_and_ends_with_the_same_tree(tmp_path):
     full, _, _ = search("mcts", 7, 40)
     db = tmp_path / "search.db"
-    first, _, s1 = search("mcts", 7, 15, store=Store(db))
+    _first, _, s1 = search("mcts", 7, 15, store=Store(db))
     resumed, _, s2 = search("mcts", 7, 40, store=Store(db))
     assert len(s1.calls) == 15 and len(s2.calls) == 25
     assert not set(s1.calls) & set(s2.calls)
@@ -62,7 +63,8 @@ def test_replay_rebuilds_the_tree_and_steps_back(tmp_path):
     data = load(db, None)
     assert data["evaluations"] == 10
     assert [(n["id"], n["parent"], n["status"], n["candidate"]) for n in data["nodes"]] == [
-        (n.id, n.parent, n.status.value, n.candidate) for n in tree.nodes]
+        (n.id, n.parent, n.status.value, n.candidate) for n in tree.nodes
+    ]
     early = load(db, 4)
     assert early["evaluations"] == 4
     measured = [n for n in early["nodes"] if n["score"] is not None]

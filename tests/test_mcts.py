@@ -23,8 +23,9 @@ def measured_root(value: float = 0.0) -> Tree:
 
 def grow(tree: Tree, parent: int, k: int, value: float | None, status=NodeStatus.PASSED):
     p = proposal(k, 0.0, 0.5)
-    tree, child = add_child(tree, parent, p.action, plan=p.plan, prior=0.5, pred_mean=0.0,
-                            pred_std=0.1)
+    tree, child = add_child(
+        tree, parent, p.action, plan=p.plan, prior=0.5, pred_mean=0.0, pred_std=0.1
+    )
     tree = mark_pending(tree, child)
     return backup(tree, child, status=status, value=value, candidate=f"c{k}", step=k), child
 

@@ -15,8 +15,10 @@ SPACE = DesignSpace(
 
 def test_root_has_every_param_in_every_regime():
     root = SPACE.root()
-    assert root.table() == {"small": {"mode": "a", "block": 32},
-                            "large": {"mode": "a", "block": 32}}
+    assert root.table() == {
+        "small": {"mode": "a", "block": 32},
+        "large": {"mode": "a", "block": 32},
+    }
 
 
 def test_knob_moves_only_to_neighbours_and_decisions_anywhere():
@@ -29,8 +31,17 @@ def test_actions_cover_global_and_per_regime_edits_without_no_ops():
     root = SPACE.root()
     got = {a.describe() for a in actions(SPACE, root)}
     assert got == {
-        "mode=b", "mode=c", "mode=b @small", "mode=c @small", "mode=b @large", "mode=c @large",
-        "block=16", "block=64", "block=16 @small", "block=64 @small", "block=16 @large",
+        "mode=b",
+        "mode=c",
+        "mode=b @small",
+        "mode=c @small",
+        "mode=b @large",
+        "mode=c @large",
+        "block=16",
+        "block=64",
+        "block=16 @small",
+        "block=64 @small",
+        "block=16 @large",
         "block=64 @large",
     }
     assert all(a.apply(root) != root for a in actions(SPACE, root))

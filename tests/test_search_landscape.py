@@ -9,7 +9,6 @@ with the shipped default settings of conf/.
 import statistics
 
 import pytest
-
 from search_helpers import evaluations_to_optimum
 
 SEEDS = range(12)
@@ -18,8 +17,10 @@ BUDGET = 150
 
 @pytest.mark.slow
 def test_mcts_reaches_the_optimum_in_fewer_evaluations_than_random_and_greedy():
-    counts = {s: [evaluations_to_optimum(s, seed, BUDGET) for seed in SEEDS]
-              for s in ("mcts", "greedy", "random")}
+    counts = {
+        s: [evaluations_to_optimum(s, seed, BUDGET) for seed in SEEDS]
+        for s in ("mcts", "greedy", "random")
+    }
     medians = {s: statistics.median(c) for s, c in counts.items()}
     print("evaluations to the optimum:", counts, "medians:", medians)
     assert medians["mcts"] < medians["greedy"], counts

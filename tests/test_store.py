@@ -12,16 +12,21 @@ def test_a_new_database_gets_every_migration_once(tmp_path):
     db = tmp_path / "search.db"
     Store(db)
     store = Store(db)  # opening again applies nothing twice
-    assert [r["number"] for r in store.db["migrations"].rows] == list(
-        range(1, len(MIGRATIONS) + 1))
+    assert [r["number"] for r in store.db["migrations"].rows] == list(range(1, len(MIGRATIONS) + 1))
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
 def test_evaluations_round_trip(tmp_path):
     store = Store(tmp_path / "search.db")
-    ev = Evaluation(Status.INCORRECT, "abc", Method.ESTIMATE,
-                    (WorkloadResult("w", Status.INCORRECT, "2 of 9 elements off", max_error=0.5),),
-                    "w: 2 of 9 elements off", None, {"gpu": None})
+    ev = Evaluation(
+        Status.INCORRECT,
+        "abc",
+        Method.ESTIMATE,
+        (WorkloadResult("w", Status.INCORRECT, "2 of 9 elements off", max_error=0.5),),
+        "w: 2 of 9 elements off",
+        None,
+        {"gpu": None},
+    )
     assert store.save_evaluation("def run(): ...", None, ev) == 1
     assert store.evaluation("abc") == ev
     assert store.source("abc") == "def run(): ..."

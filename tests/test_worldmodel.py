@@ -15,8 +15,11 @@ SPACE = DesignSpace(
     params=(Param("mode", ("a", "b"), "a"), Param("block", (16, 32, 64), 32, ParamKind.KNOB)),
     regimes=("small", "large"),
 )
-WORKLOADS = (Workload("s1", {"r": "small"}), Workload("s2", {"r": "small"}),
-             Workload("l1", {"r": "large"}))
+WORKLOADS = (
+    Workload("s1", {"r": "small"}),
+    Workload("s2", {"r": "small"}),
+    Workload("l1", {"r": "large"}),
+)
 
 
 class Task:
@@ -55,7 +58,7 @@ def test_posterior_moves_toward_observations_and_narrows():
 
 
 def test_prediction_uses_the_task_prior_weighted_by_regime_share(wm):
-    mean, std = wm.predict(SPACE.root(), Action("mode", "b"), Beliefs())
+    mean, _std = wm.predict(SPACE.root(), Action("mode", "b"), Beliefs())
     assert mean == pytest.approx(0.2)  # -(-0.2): faster means a positive ln speedup
     small_only, _ = wm.predict(SPACE.root(), Action("mode", "b", "small"), Beliefs())
     assert small_only == pytest.approx(0.2 * 2 / 3)
@@ -64,8 +67,9 @@ def test_prediction_uses_the_task_prior_weighted_by_regime_share(wm):
 def test_undeclared_knobs_get_a_weak_default_prior(wm):
     post = wm.posterior(Beliefs(), Action("block", 64), SPACE.root(), "small")
     assert post.m == 0.0
-    assert post.std == pytest.approx(math.hypot(BuiltinKnobs().default_std,
-                                                BuiltinKnobs().context_std), rel=1e-3)
+    assert post.std == pytest.approx(
+        math.hypot(BuiltinKnobs().default_std, BuiltinKnobs().context_std), rel=1e-3
+    )
 
 
 def test_infeasible_proposals_are_flagged_and_last(wm):
@@ -73,14 +77,15 @@ def test_infeasible_proposals_are_flagged_and_last(wm):
     props = wm.propose(plan, Beliefs())
     flagged = [p for p in props if p.infeasible]
     assert flagged and all("block=64" in p.infeasible for p in flagged)
-    assert props[-len(flagged):] == flagged
+    assert props[-len(flagged) :] == flagged
     assert sum(p.prior for p in props if not p.infeasible) == pytest.approx(1.0)
 
 
 def evidence(action, child_times, status=Status.PASSED, parent=None):
     parent_plan = parent or SPACE.root()
-    return Evidence(parent_plan, action, status, 0.0, 0.1, {"s1": 10.0, "s2": 10.0, "l1": 10.0},
-                    child_times)
+    return Evidence(
+        parent_plan, action, status, 0.0, 0.1, {"s1": 10.0, "s2": 10.0, "l1": 10.0}, child_times
+    )
 
 
 def test_evidence_re_ranks_the_same_action_at_other_nodes(wm):
@@ -96,8 +101,9 @@ def test_evidence_re_ranks_the_same_action_at_other_nodes(wm):
 
 
 def test_effects_are_learned_per_regime(wm):
-    beliefs = wm.revise(Beliefs(), evidence(Action("block", 64),
-                                            {"s1": 5.0, "s2": 5.0, "l1": 20.0}))
+    beliefs = wm.revise(
+        Beliefs(), evidence(Action("block", 64), {"s1": 5.0, "s2": 5.0, "l1": 20.0})
+    )
     small, _ = wm.predict(SPACE.root(), Action("block", 64, "small"), beliefs)
     large, _ = wm.predict(SPACE.root(), Action("block", 64, "large"), beliefs)
     assert small > 0 > large
@@ -111,8 +117,9 @@ def test_failed_implementations_count_as_failures_not_as_effects(wm):
 
 
 def test_beliefs_round_trip_through_json(wm):
-    beliefs = wm.revise(Beliefs(), evidence(Action("mode", "b"), {"s1": 8.0, "s2": 9.0,
-                                                                  "l1": 12.0}))
+    beliefs = wm.revise(
+        Beliefs(), evidence(Action("mode", "b"), {"s1": 8.0, "s2": 9.0, "l1": 12.0})
+    )
     assert Beliefs.from_json(beliefs.to_json()) == beliefs
 
 

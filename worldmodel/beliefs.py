@@ -78,8 +78,15 @@ class Beliefs:
 
     def to_json(self) -> str:
         effects = [
-            {"kind": k, "regime": r, "m": p.m, "kappa": p.kappa, "alpha": p.alpha,
-             "beta": p.beta, "n": p.n}
+            {
+                "kind": k,
+                "regime": r,
+                "m": p.m,
+                "kappa": p.kappa,
+                "alpha": p.alpha,
+                "beta": p.beta,
+                "n": p.n,
+            }
             for (k, r), p in sorted(self.effects.items())
         ]
         failures = {k: list(v) for k, v in sorted(self.failures.items())}

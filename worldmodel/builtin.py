@@ -74,8 +74,9 @@ class BuiltinWorldModel:
 
     def context(self, plan: Plan, regime: str, param: str) -> str:
         """The structural decisions around an action: its effect is learned per context too."""
-        return ",".join(f"{p.name}={plan.get(p.name, regime)}" for p in self.decisions
-                        if p.name != param)
+        return ",".join(
+            f"{p.name}={plan.get(p.name, regime)}" for p in self.decisions if p.name != param
+        )
 
     def posterior(self, beliefs: Beliefs, action: Action, plan: Plan, regime: str) -> Posterior:
         """The effect of `action` on ln(latency) in `regime`, in the plan's structural context.
@@ -145,8 +146,10 @@ class BuiltinWorldModel:
         top = max((lg for lg, _ in feasible), default=0.0)
         weights = [math.exp(lg - top) for lg, _ in feasible]
         z = sum(weights) or 1.0
-        out = [Proposal(p.action, p.plan, p.mean, p.std, w / z) for w, (_, p) in
-               zip(weights, feasible, strict=True)]
+        out = [
+            Proposal(p.action, p.plan, p.mean, p.std, w / z)
+            for w, (_, p) in zip(weights, feasible, strict=True)
+        ]
         out.sort(key=lambda p: (-p.prior, p.action.describe()))
         out += [p for _, p in scored if p.infeasible is not None]
         return out

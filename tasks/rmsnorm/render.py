@@ -20,7 +20,7 @@ import triton.language as tl
 
 '''
 
-_SIGNATURE = '''@triton.jit
+_SIGNATURE = """@triton.jit
 def {name}(
     # pointers
     x_ptr, w_ptr, y_ptr,
@@ -31,7 +31,7 @@ def {name}(
     # meta-parameters
     ROWS: tl.constexpr, BLOCK_N: tl.constexpr,
 ):
-'''
+"""
 
 # -- the loop over row blocks ----------------------------------------------------------------
 

@@ -12,15 +12,32 @@ MAX_TILE = 32768
 
 SPACE = DesignSpace(
     params=(
-        Param("passes", ("two", "one"), "two",
-              doc="one: the whole row in registers, read once; two: chunks of BLOCK_N, read twice"),
-        Param("grid", ("rows", "persistent"), "rows",
-              doc="rows: one program per ROWS rows; persistent: PROGRAMS_PER_SM programs per SM loop"),
-        Param("weight", ("per_block", "hoisted"), "per_block",
-              doc="hoisted: a persistent one-pass program loads the weight once"),
+        Param(
+            "passes",
+            ("two", "one"),
+            "two",
+            doc="one: the whole row in registers, read once; two: chunks of BLOCK_N, read twice",
+        ),
+        Param(
+            "grid",
+            ("rows", "persistent"),
+            "rows",
+            doc="rows: one program per ROWS rows; persistent: PROGRAMS_PER_SM programs per SM loop",
+        ),
+        Param(
+            "weight",
+            ("per_block", "hoisted"),
+            "per_block",
+            doc="hoisted: a persistent one-pass program loads the weight once",
+        ),
         Param("ROWS", (1, 2, 4, 8, 16), 1, ParamKind.KNOB, "rows per program"),
-        Param("BLOCK_N", (256, 512, 1024, 2048, 4096), 512, ParamKind.KNOB,
-              "chunk length of the two-pass loop"),
+        Param(
+            "BLOCK_N",
+            (256, 512, 1024, 2048, 4096),
+            512,
+            ParamKind.KNOB,
+            "chunk length of the two-pass loop",
+        ),
         Param("num_warps", (1, 2, 4, 8, 16), 4, ParamKind.KNOB, "warps per program"),
         Param("PROGRAMS_PER_SM", (1, 2, 4, 8), 2, ParamKind.KNOB, "persistent grid occupancy"),
     ),
