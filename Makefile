@@ -1,0 +1,24 @@
+# ksearch: `make search` runs the main job, `make test` the tests; both install what they need.
+PYTHON ?= python3
+ARGS ?=
+
+.PHONY: install search test lint gpu-test
+
+install:
+	@# torch: keep an installed build (a CUDA one on GPU machines); else the pinned CPU build
+	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install -q "torch==2.13.0"
+	$(PYTHON) -m pip install -q -e ".[dev]"
+
+search: install
+	$(PYTHON) -m ksearch task=rmsnorm $(ARGS)
+
+lint:
+	$(PYTHON) -m ruff check .
+	$(PYTHON) -m ruff format --check .
+	$(PYTHON) -m mypy
+
+test: install lint
+	$(PYTHON) -m pytest -m "not gpu" -q -p no:cacheprovider
+
+gpu-test:
+	$(PYTHON) -m pytest -m gpu -q -p no:cacheprovider
