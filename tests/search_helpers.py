@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from hydra import compose, initialize_config_dir
-from landscape import SPACE, WORKLOADS, Landscape, LandscapeScorer, LandscapeTask
 
 from ksearch import config as C
 from ksearch.loop import Search
 from ksearch.store import Store
 from worldmodel.builtin import BuiltinKnobs, BuiltinWorldModel
+
+from landscape import SPACE, WORKLOADS, Landscape, LandscapeScorer, LandscapeTask
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
 

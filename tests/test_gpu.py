@@ -6,6 +6,7 @@ from ksearch.evaluation import Method, Status
 from ksearch.harness import Harness, HarnessConfig
 from tasks.rmsnorm import TASK
 from tasks.rmsnorm.render import render
+
 from test_rmsnorm import PLANS
 
 pytestmark = pytest.mark.gpu

@@ -2,10 +2,10 @@
 
 import json
 
-from search_helpers import search
-
 from ksearch.replay import load
 from ksearch.store import Store
+
+from search_helpers import search
 
 
 def shape(tree):

@@ -35,13 +35,17 @@ def test_the_usage_lines_run(tmp_path):
     def run(line: str, *extra: str) -> subprocess.CompletedProcess:
         args = shlex.split(re.sub(r"\[[^\]]*\]", "", line))  # optional parts left out
         assert args[:2] == ["python", "-m"]
-        out = subprocess.run([sys.executable, *args[1:], *extra], cwd=ROOT, capture_output=True,
-                             text=True, timeout=600)
+        out = subprocess.run(
+            [sys.executable, *args[1:], *extra],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert out.returncode == 0, out.stderr
         return out
 
-    run(search.replace("search.budget=30", "search.budget=2"), *common,
-        f"hydra.run.dir={run_dir}")
+    run(search.replace("search.budget=30", "search.budget=2"), *common, f"hydra.run.dir={run_dir}")
     assert sweep.split()[:4] == ["python", "-m", "ksearch", "-m"]
     run(evaluate.replace("runs/.../winner.py", str(run_dir / "winner.py")), "scorer=interpret")
     out = run(replay.replace("runs/.../search.db", str(run_dir / "search.db")), "--step", "1")

@@ -9,6 +9,7 @@ with the shipped default settings of conf/.
 import statistics
 
 import pytest
+
 from search_helpers import evaluations_to_optimum
 
 SEEDS = range(12)
