@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.metadata
 import json
 import logging
 import os
@@ -93,28 +94,16 @@ class Harness:
         self._dir.cleanup()
 
     def fingerprint(self) -> dict[str, Any]:
-        """The device fingerprint, as a worker reports it (cached after the first evaluation)."""
-        if self._fingerprint is None:
+        """The device fingerprint as the last worker reported it, or as far as known before."""
+        if self._fingerprint is not None:
+            return self._fingerprint
+        versions = {"torch": _version("torch"), "triton": _version("triton")}
+        if self.config.mode == "gpu":
             import torch
-            import triton
 
-            if self.config.mode == "gpu":
-                name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
-                return {
-                    "gpu": name,
-                    "cuda": torch.version.cuda,
-                    "torch": torch.__version__,
-                    "triton": triton.__version__,
-                }
-            return {
-                "gpu": None,
-                "cuda": None,
-                "driver": None,
-                "device": "cpu (Triton interpreter)",
-                "torch": torch.__version__,
-                "triton": triton.__version__,
-            }
-        return self._fingerprint
+            name = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+            return {"gpu": name, "cuda": torch.version.cuda, **versions}
+        return {"gpu": None, "cuda": None, "device": "cpu (Triton interpreter)", **versions}
 
     def evaluate(self, source: str) -> Evaluation:
         """Score one candidate source in a fresh worker process (blocking)."""
@@ -132,7 +121,7 @@ class Harness:
             "timing": {"warmup": self.config.warmup, "reps": self.config.reps},
         }
         result, why = self._run_worker(job)
-        fp = result.get("fingerprint") or self.fingerprint() if result else self.fingerprint()
+        fp = (result or {}).get("fingerprint") or self.fingerprint()
         if result is None:
             status, reason = why
             return failure(candidate, status, reason, fp)
@@ -179,6 +168,7 @@ class Harness:
         env["PYTHONPATH"] = os.pathsep.join(
             filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
         )
+        env.pop("TRITON_INTERPRET", None)
         if self.config.mode == "interpret":
             env["TRITON_INTERPRET"] = "1"
         log_path = Path(job["candidate"]).with_suffix(".log")
@@ -234,6 +224,13 @@ class Harness:
                 if message.get("phase") == "compiled":
                     phase = "run"
                     deadline = time.monotonic() + self.config.run_timeout
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
 
 
 def _kill_group(proc: subprocess.Popen[bytes]) -> None:

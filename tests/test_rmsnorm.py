@@ -42,11 +42,6 @@ def load(source: str):
     return namespace["run"]
 
 
-@pytest.fixture(autouse=True)
-def interpreter(monkeypatch):
-    monkeypatch.setenv("TRITON_INTERPRET", "1")
-
-
 PLANS = sample_plans(24)
 
 
