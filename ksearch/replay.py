@@ -87,20 +87,30 @@ def _label(n: dict[str, Any]) -> str:
     return text
 
 
-def render(data: dict[str, Any], console: Console) -> None:
+def render(data: dict[str, Any], console: Console, *, pruned: bool = False) -> None:
+    """Print the tree; pruned children are counted beside their parent unless `pruned`."""
     by_parent: dict[int | None, list[dict[str, Any]]] = {}
+    hidden: dict[int, int] = {}
     for n in data["nodes"]:
+        if n["status"] == "pruned" and not pruned:
+            hidden[n["parent"]] = hidden.get(n["parent"], 0) + 1
+            continue
         by_parent.setdefault(n["parent"], []).append(n)
     roots = by_parent.get(None, [])
     if not roots:
         console.print("no nodes recorded at this step")
         return
-    top = RichTree(_label(roots[0]))
+
+    def label(n: dict[str, Any]) -> str:
+        count = hidden.get(n["id"])
+        return _label(n) + (f"  [dim](+{count} pruned)[/]" if count else "")
+
+    top = RichTree(label(roots[0]))
     stack = [(roots[0], top)]
     while stack:
         node, branch = stack.pop()
         for child in by_parent.get(node["id"], []):
-            stack.append((child, branch.add(_label(child))))
+            stack.append((child, branch.add(label(child))))
     console.print(
         f"task {data['task']}, seed {data['seed']}: "
         f"{data['evaluations']} evaluations, {len(data['nodes'])} nodes"
@@ -115,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("db", type=Path, help="a run's search.db")
     parser.add_argument("--step", type=int, default=None, help="show the tree after N evaluations")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead")
+    parser.add_argument("--pruned", action="store_true", help="show pruned plans in the tree")
     args = parser.parse_args(argv)
     if args.step is not None and args.step < 0:
         parser.error("--step must be 0 or more")
@@ -126,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         print(json.dumps(data))
     else:
-        render(data, Console(soft_wrap=True))
+        console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 240)
+        render(data, console, pruned=args.pruned)
     return 0
 
 

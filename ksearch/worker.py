@@ -13,6 +13,7 @@ import importlib.util
 import json
 import math
 import os
+import re
 import sys
 import traceback
 from typing import Any
@@ -141,11 +142,13 @@ def fingerprint(device: str) -> dict[str, Any]:
 
 
 def _driver_version() -> str | None:
+    """The NVIDIA driver version from /proc (e.g. "580.159.03"), or None."""
     try:
         with open("/proc/driver/nvidia/version") as f:
-            return f.readline().split("Kernel Module")[-1].split()[0]
-    except (OSError, IndexError):
+            match = re.search(r"\b(\d+\.\d+(?:\.\d+)?)\b", f.readline())
+    except OSError:
         return None
+    return match.group(1) if match else None
 
 
 def evaluate_job(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
