@@ -85,12 +85,19 @@ class Harness:
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="worker")
         self._dir = tempfile.TemporaryDirectory(prefix="ksearch-")
         self._fingerprint: dict[str, Any] | None = None
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._closed = False
 
     def submit(self, source: str) -> Future[Evaluation]:
         return self._pool.submit(self.evaluate, source)
 
     def close(self) -> None:
+        """Stop: cancel queued work and kill the workers still running (their whole groups)."""
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for proc in list(self._running):
+            _kill_group(proc)
+        self._pool.shutdown(wait=True)
         self._dir.cleanup()
 
     def fingerprint(self) -> dict[str, Any]:
@@ -183,6 +190,9 @@ class Harness:
                 start_new_session=True,
             )
         os.close(write_fd)
+        self._running.add(proc)
+        if self._closed:
+            _kill_group(proc)
         assert proc.stdin is not None
         try:
             proc.stdin.write(json.dumps(job).encode())
@@ -191,6 +201,7 @@ class Harness:
             pass
         result, why = self._read(proc, read_fd)
         _kill_group(proc)
+        self._running.discard(proc)
         os.close(read_fd)
         if result is None and why is None:
             tail = log_path.read_bytes()[-600:].decode(errors="replace").strip()
