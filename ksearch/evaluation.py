@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -129,6 +129,3 @@ def failure(candidate: str, status: Status, reason: str, fingerprint: dict[str, 
     """An evaluation that ended before any workload could be scored."""
     return Evaluation(status, candidate, None, (), reason, None, fingerprint)
 
-
-def with_candidate(evaluation: Evaluation, candidate: str) -> Evaluation:
-    return replace(evaluation, candidate=candidate)

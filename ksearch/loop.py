@@ -96,7 +96,8 @@ class Search:
         self.counted = 0  # distinct candidates sent to a worker (or restored from the database)
         self.applied = 0  # counted evaluations whose results have been applied
         self.iteration = 0
-        self._proposals: dict[tuple[int, int], list[Proposal]] = {}
+        self._proposals: dict[int, list[Proposal]] = {}  # by node, for one beliefs version
+        self._proposals_version = -1
         events = store.events()
         self.replaying_until = max((e["iteration"] for e in events), default=-1)
 
@@ -106,6 +107,8 @@ class Search:
         """Feasible proposals of a passed node whose plans are not in the tree yet."""
         key = (node_id, self._version())
         if key not in self._proposals:
+            if any(v != key[1] for _, v in self._proposals):
+                self._proposals.clear()  # beliefs changed: every prediction is stale
             self._proposals[key] = self.wm.propose(self.tree[node_id].plan, self.beliefs)
         return [
             p
