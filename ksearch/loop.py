@@ -105,14 +105,14 @@ class Search:
 
     def frontier(self, node_id: int) -> Sequence[Proposal]:
         """Feasible proposals of a passed node whose plans are not in the tree yet."""
-        key = (node_id, self._version())
-        if key not in self._proposals:
-            if any(v != key[1] for _, v in self._proposals):
-                self._proposals.clear()  # beliefs changed: every prediction is stale
-            self._proposals[key] = self.wm.propose(self.tree[node_id].plan, self.beliefs)
+        if self._proposals_version != self._version():
+            self._proposals.clear()  # beliefs changed: every prediction is stale
+            self._proposals_version = self._version()
+        if node_id not in self._proposals:
+            self._proposals[node_id] = self.wm.propose(self.tree[node_id].plan, self.beliefs)
         return [
             p
-            for p in self._proposals[key]
+            for p in self._proposals[node_id]
             if p.infeasible is None and p.plan.key not in self.tree.plans
         ]
 
