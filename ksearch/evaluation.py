@@ -128,4 +128,3 @@ def summarize(
 def failure(candidate: str, status: Status, reason: str, fingerprint: dict[str, Any]) -> Evaluation:
     """An evaluation that ended before any workload could be scored."""
     return Evaluation(status, candidate, None, (), reason, None, fingerprint)
-

@@ -62,8 +62,12 @@ def view(
     if display == "none":
         return nullcontext(), lambda p: None
     console = Console(stderr=True, soft_wrap=True)
+    printed = {-1}
 
     def line(p: SearchProgress) -> None:
+        if p.evaluations in printed:
+            return  # one line per applied evaluation
+        printed.add(p.evaluations)
         last = max(
             (n for n in p.tree.nodes if n.status.measured), key=lambda n: n.step or 0, default=None
         )

@@ -143,8 +143,9 @@ class Search:
                     queue.append(work)
                 if not queue:
                     break
-                self._apply(queue.popleft(), queue)
                 self._report(len(queue))
+                self._apply(queue.popleft(), queue)
+            self._report(0)
         finally:
             for work in queue:
                 work.result.cancel()
