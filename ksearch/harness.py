@@ -36,6 +36,8 @@ log = logging.getLogger(__name__)
 #: Environment variables never passed to a candidate (API keys, tokens, passwords).
 SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+#: Seconds a worker may take to start (Python, torch and triton imports) before it is killed.
+STARTUP_TIMEOUT = 120.0
 
 
 def content_hash(source: str) -> str:
@@ -51,7 +53,8 @@ class HarnessConfig:
         mode: "interpret" (Triton interpreter on the CPU) or "gpu".
         suite: workload suite the score is computed on.
         workers: evaluations run at once.
-        compile_timeout: seconds for import, compile and the first call.
+        compile_timeout: seconds to load the candidate, compile it and make the first call
+            (after the worker has started, which may take STARTUP_TIMEOUT).
         run_timeout: seconds for everything after the first call.
         seeds: input seeds checked per workload.
         warmup, reps: timing calls per workload (gpu).
@@ -209,16 +212,21 @@ class Harness:
         return result, why
 
     def _read(self, proc: subprocess.Popen[bytes], fd: int) -> tuple[dict[str, Any] | None, Any]:
-        deadline = time.monotonic() + self.config.compile_timeout
-        phase = "compile"
+        """Follow the worker's phases, each under its own deadline: start-up (importing torch
+        and triton), compile (loading the candidate and its first call), run (the rest)."""
+        limits = {
+            "start-up": STARTUP_TIMEOUT,
+            "compile": self.config.compile_timeout,
+            "run": self.config.run_timeout,
+        }
+        after = {"ready": "compile", "compiled": "run"}
+        phase = "start-up"
+        deadline = time.monotonic() + limits[phase]
         buf = b""
         while True:
             left = deadline - time.monotonic()
             if left <= 0:
-                limit = (
-                    self.config.compile_timeout if phase == "compile" else self.config.run_timeout
-                )
-                return None, (Status.TIMEOUT, f"{phase} took longer than {limit:g} s")
+                return None, (Status.TIMEOUT, f"{phase} took longer than {limits[phase]:g} s")
             ready, _, _ = select.select([fd], [], [], min(left, 1.0))
             if not ready:
                 continue
@@ -232,9 +240,9 @@ class Harness:
                 message = json.loads(line)
                 if "result" in message:
                     return message["result"], None
-                if message.get("phase") == "compiled":
-                    phase = "run"
-                    deadline = time.monotonic() + self.config.run_timeout
+                if message.get("phase") in after:
+                    phase = after[message["phase"]]
+                    deadline = time.monotonic() + limits[phase]
 
 
 def _version(package: str) -> str | None:
