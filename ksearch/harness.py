@@ -9,7 +9,6 @@ analytic estimate of the plan in the candidate's header.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib.metadata
 import json
@@ -17,16 +16,17 @@ import logging
 import os
 import re
 import select
-import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ksearch import containment
 from ksearch.evaluation import Evaluation, Method, Status, WorkloadResult, failure, summarize
 from ksearch.plan import read_plan
 from ksearch.task import H100_CEILINGS, Task
@@ -58,6 +58,8 @@ class HarnessConfig:
         run_timeout: seconds for everything after the first call.
         seeds: input seeds checked per workload.
         warmup, reps: timing calls per workload (gpu).
+        memory_mb: resident host memory a worker and its children may use.
+        output_mb: bytes a worker may write to any file, its log included.
     """
 
     mode: str = "interpret"
@@ -68,6 +70,8 @@ class HarnessConfig:
     seeds: tuple[int, ...] = (0, 1)
     warmup: int = 10
     reps: int = 50
+    memory_mb: int = 16384
+    output_mb: int = 64
 
 
 class Harness:
@@ -89,7 +93,9 @@ class Harness:
         self._dir = tempfile.TemporaryDirectory(prefix="ksearch-")
         self._fingerprint: dict[str, Any] | None = None
         self._running: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()  # spawning and reaping must not interleave
         self._closed = False
+        containment.become_subreaper()
 
     def submit(self, source: str) -> Future[Evaluation]:
         return self._pool.submit(self.evaluate, source)
@@ -99,7 +105,7 @@ class Harness:
         self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         for proc in list(self._running):
-            _kill_group(proc)
+            containment.kill_group(proc)
         self._pool.shutdown(wait=True)
         self._dir.cleanup()
 
@@ -182,7 +188,7 @@ class Harness:
         if self.config.mode == "interpret":
             env["TRITON_INTERPRET"] = "1"
         log_path = Path(job["candidate"]).with_suffix(".log")
-        with open(log_path, "wb") as out:
+        with open(log_path, "wb") as out, self._lock:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "ksearch.worker"],
                 stdin=subprocess.PIPE,
@@ -192,10 +198,11 @@ class Harness:
                 pass_fds=(write_fd,),
                 start_new_session=True,
             )
+            self._running.add(proc)
+        containment.limit_output(proc.pid, self.config.output_mb << 20)
         os.close(write_fd)
-        self._running.add(proc)
         if self._closed:
-            _kill_group(proc)
+            containment.kill_group(proc)
         assert proc.stdin is not None
         try:
             proc.stdin.write(json.dumps(job).encode())
@@ -203,12 +210,15 @@ class Harness:
         except BrokenPipeError:
             pass
         result, why = self._read(proc, read_fd)
-        _kill_group(proc)
-        self._running.discard(proc)
+        containment.kill_group(proc)
+        with self._lock:
+            self._running.discard(proc)
+            containment.reap_orphans(keep={p.pid for p in self._running})
         os.close(read_fd)
         if result is None and why is None:
             tail = log_path.read_bytes()[-600:].decode(errors="replace").strip()
-            why = (Status.CRASHED, f"worker exited with code {proc.returncode}: {tail[-300:]}")
+            exit_ = containment.describe_exit(proc.returncode)
+            why = (Status.CRASHED, f"worker {exit_}: {tail[-300:]}")
         return result, why
 
     def _read(self, proc: subprocess.Popen[bytes], fd: int) -> tuple[dict[str, Any] | None, Any]:
@@ -228,6 +238,13 @@ class Harness:
             if left <= 0:
                 return None, (Status.TIMEOUT, f"{phase} took longer than {limits[phase]:g} s")
             ready, _, _ = select.select([fd], [], [], min(left, 1.0))
+            rss = containment.group_rss(proc.pid)
+            if rss > self.config.memory_mb << 20:
+                return None, (
+                    Status.CRASHED,
+                    f"used {rss >> 20} MB of host memory, over the cap of "
+                    f"{self.config.memory_mb} MB",
+                )
             if not ready:
                 continue
             chunk = os.read(fd, 1 << 20)
@@ -250,10 +267,3 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill the worker and every process it started (they share its process group)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()

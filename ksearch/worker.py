@@ -9,6 +9,7 @@ that channel.
 
 from __future__ import annotations
 
+import errno
 import importlib.util
 import json
 import math
@@ -47,6 +48,17 @@ def _tensors(inputs: dict[str, Any]) -> dict[str, Any]:
     import torch
 
     return {k: v for k, v in inputs.items() if isinstance(v, torch.Tensor)}
+
+
+def refill(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """`new`'s values in `old`'s tensors where shapes allow: the next check sees fresh values
+    at the same addresses, so outputs cached by input pointer come out stale."""
+    out = dict(new)
+    for k, t in _tensors(new).items():
+        prev = old.get(k)
+        if prev is not None and prev.shape == t.shape and prev.dtype == t.dtype:
+            out[k] = prev.copy_(t)
+    return out
 
 
 def check(task: Task, workload: Workload, out: Any, inputs: dict[str, Any], saved: dict[str, Any]):
@@ -172,8 +184,9 @@ def evaluate_job(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
     for i, w in enumerate(workloads):
         row: dict[str, Any] = {"name": w.name, "status": "passed"}
         try:
+            inputs: dict[str, Any] = {}
             for seed in job["seeds"]:
-                inputs = task.make_inputs(w, seed + 1000 * i, device)
+                inputs = refill(inputs, task.make_inputs(w, seed + 1000 * i, device))
                 saved = {k: v.clone() for k, v in _tensors(inputs).items()}
                 out = module.run(**inputs)
                 if device == "cuda":
@@ -201,6 +214,8 @@ def evaluate_job(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
             row.update(status="runtime_error", reason=f"out of memory: {str(e)[:200]}")
         except Exception as e:
             tb_line = traceback.format_exception_only(e)[-1].strip()
+            if isinstance(e, OSError) and e.errno == errno.EFBIG:
+                tb_line = "wrote more output than allowed (scorer.output_mb)"
             row.update(
                 status="runtime_error", reason=tb_line[:500], error=traceback.format_exc()[-2000:]
             )
