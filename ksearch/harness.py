@@ -74,6 +74,13 @@ class HarnessConfig:
     output_mb: int = 64
 
 
+@dataclass(frozen=True, slots=True)
+class _Worker:
+    proc: subprocess.Popen[bytes]
+    read_fd: int
+    log: Path
+
+
 class Harness:
     """Submits candidates to worker processes and turns their output into Evaluations."""
 
@@ -93,6 +100,8 @@ class Harness:
         self._dir = tempfile.TemporaryDirectory(prefix="ksearch-")
         self._fingerprint: dict[str, Any] | None = None
         self._running: set[subprocess.Popen[bytes]] = set()
+        self._ahead: list[_Worker] = []  # workers started ahead of their jobs
+        self._spawned = 0
         self._lock = threading.Lock()  # spawning and reaping must not interleave
         self._closed = False
         containment.become_subreaper()
@@ -104,9 +113,15 @@ class Harness:
         """Stop: cancel queued work and kill the workers still running (their whole groups)."""
         self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
-        for proc in list(self._running):
-            containment.kill_group(proc)
-        self._pool.shutdown(wait=True)
+        for _ in range(2):  # again once the last jobs have ended: they may start one ahead
+            for proc in list(self._running):
+                containment.kill_group(proc)
+            self._pool.shutdown(wait=True)
+        with self._lock:
+            for worker in self._ahead:
+                os.close(worker.read_fd)
+            self._ahead.clear()
+            self._running.clear()
         self._dir.cleanup()
 
     def fingerprint(self) -> dict[str, Any]:
@@ -176,8 +191,8 @@ class Harness:
             )
         return out
 
-    def _run_worker(self, job: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
-        """Run one job; returns (result, None) or (None, (status, reason))."""
+    def _spawn(self) -> _Worker:
+        """Start a worker process; it imports torch and triton, then waits for its job."""
         read_fd, write_fd = os.pipe()
         env = {k: v for k, v in os.environ.items() if not SECRET.search(k)}
         env["KSEARCH_RESULT_FD"] = str(write_fd)
@@ -187,20 +202,41 @@ class Harness:
         env.pop("TRITON_INTERPRET", None)
         if self.config.mode == "interpret":
             env["TRITON_INTERPRET"] = "1"
-        log_path = Path(job["candidate"]).with_suffix(".log")
-        with open(log_path, "wb") as out, self._lock:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "ksearch.worker"],
-                stdin=subprocess.PIPE,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=env,
-                pass_fds=(write_fd,),
-                start_new_session=True,
-            )
+        with self._lock:
+            self._spawned += 1
+            log = Path(self._dir.name) / f"worker-{self._spawned}.log"
+            with open(log, "wb") as out:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "ksearch.worker"],
+                    stdin=subprocess.PIPE,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=env,
+                    pass_fds=(write_fd,),
+                    start_new_session=True,
+                )
             self._running.add(proc)
         containment.limit_output(proc.pid, self.config.output_mb << 20)
         os.close(write_fd)
+        return _Worker(proc, read_fd, log)
+
+    def _take(self) -> _Worker:
+        """A started worker (one started ahead if there is one), and another started ahead,
+        so that the next evaluation does not wait for Python, torch and triton to load."""
+        with self._lock:
+            worker = self._ahead.pop() if self._ahead else None
+        if worker is None or worker.proc.poll() is not None:
+            worker = self._spawn()
+        if not self._closed:
+            ahead = self._spawn()
+            with self._lock:
+                self._ahead.append(ahead)
+        return worker
+
+    def _run_worker(self, job: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
+        """Run one job; returns (result, None) or (None, (status, reason))."""
+        worker = self._take()
+        proc = worker.proc
         if self._closed:
             containment.kill_group(proc)
         assert proc.stdin is not None
@@ -209,14 +245,14 @@ class Harness:
             proc.stdin.close()
         except BrokenPipeError:
             pass
-        result, why = self._read(proc, read_fd)
+        result, why = self._read(proc, worker.read_fd)
         containment.kill_group(proc)
         with self._lock:
             self._running.discard(proc)
             containment.reap_orphans(keep={p.pid for p in self._running})
-        os.close(read_fd)
+        os.close(worker.read_fd)
         if result is None and why is None:
-            tail = log_path.read_bytes()[-600:].decode(errors="replace").strip()
+            tail = worker.log.read_bytes()[-600:].decode(errors="replace").strip()
             exit_ = containment.describe_exit(proc.returncode)
             why = (Status.CRASHED, f"worker {exit_}: {tail[-300:]}")
         return result, why

@@ -228,10 +228,12 @@ def evaluate_job(job: dict[str, Any], channel: Channel) -> dict[str, Any]:
 
 def main() -> None:
     channel = Channel(int(os.environ["KSEARCH_RESULT_FD"]))
-    job = json.loads(sys.stdin.read())
-    import torch  # noqa: F401  (start-up cost, not the candidate's: before the compile clock)
+    # Start-up cost, not the candidate's: paid before the job arrives (a worker may be
+    # started ahead of its job) and before the compile clock starts.
+    import torch  # noqa: F401
     import triton  # noqa: F401
 
+    job = json.loads(sys.stdin.read())
     channel.send(phase="ready")
     try:
         result = evaluate_job(job, channel)
