@@ -7,7 +7,6 @@ import logging
 import math
 import sys
 from pathlib import Path
-from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
@@ -70,10 +69,11 @@ def search(cfg: DictConfig) -> None:
         harness.close()
         return fail(str(e))
 
+    assert task.space is not None  # the built-in world model refused a task without one
     title = f"{task.name} · {search_cfg.strategy} · seed {search_cfg.seed}"
     context, on_progress = view(str(cfg.display), title, search_cfg.budget)
     engine = Search(
-        root=task.space.root() if task.space else _no_space(task.name),
+        root=task.space.root(),
         world_model=wm,
         scorer=harness,
         store=store,
@@ -110,7 +110,3 @@ def search(cfg: DictConfig) -> None:
         f"{math.exp(best.value or 0.0):.3f}×",
         highlight=False,
     )
-
-
-def _no_space(name: str) -> Any:
-    fail(f"task {name} has no design space; the built-in world model cannot search it")
