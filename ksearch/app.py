@@ -18,6 +18,7 @@ from ksearch.live import view
 from ksearch.loop import Search
 from ksearch.store import Store, StoreError
 from ksearch.winner import finish
+from ksearch.workers import HarnessError
 
 log = logging.getLogger("ksearch")
 console = Console(stderr=True, soft_wrap=True)
@@ -78,7 +79,7 @@ def search(cfg: DictConfig) -> None:
         scorer=harness,
         store=store,
         config=search_cfg,
-        workers=harness.config.workers,
+        workers=harness.capacity,
         on_progress=on_progress,
     )
     try:
@@ -90,6 +91,9 @@ def search(cfg: DictConfig) -> None:
                 f"{tree.root.reason}); nothing to search from"
             )
         outcome = finish(tree, store, harness, run_dir, search_cfg.finalists)
+    except HarnessError as e:
+        store.event(engine.iteration, "stopped", reason=str(e))
+        return fail(f"{e}; run the same command again to resume from {run_dir}")
     except KeyboardInterrupt:
         store.event(engine.iteration, "interrupted")
         console.print(f"interrupted; run the same command again to resume from {run_dir}")

@@ -52,6 +52,7 @@ def harness_config(cfg: DictConfig, mode: str, suite: str | None = None) -> Harn
         mode=mode,
         suite=str(chosen),
         workers=int(s.workers),
+        compile_workers=int(s.compile_workers),
         compile_timeout=float(s.compile_timeout),
         run_timeout=float(s.run_timeout),
         seeds=tuple(int(x) for x in s.seeds),
@@ -59,6 +60,8 @@ def harness_config(cfg: DictConfig, mode: str, suite: str | None = None) -> Harn
         reps=int(s.reps),
         memory_mb=int(s.memory_mb),
         output_mb=int(s.output_mb),
+        reuse=int(s.reuse),
+        screen=float(s.screen),
     )
 
 

@@ -67,6 +67,30 @@ def kill_group(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
+def kill_descendants(pid: int) -> int:
+    """Kill every descendant of `pid` (in its group or not), leaving `pid` itself running.
+
+    Returns how many were killed.
+    """
+    children: dict[int, list[int]] = {}
+    for entry in os.scandir("/proc") if os.path.isdir("/proc") else ():
+        if entry.name.isdigit():
+            fields = _stat(entry.name)
+            if fields:
+                children.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, ()))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, ()))
+    for child in found:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.kill(child, signal.SIGKILL)
+    if found:
+        log.warning("killed %d process(es) a candidate left running", len(found))
+    return len(found)
+
+
 def reap_orphans(keep: set[int]) -> int:
     """Kill and reap children of this process that are not in `keep` (adopted orphans).
 

@@ -44,6 +44,8 @@ class WorkloadResult:
     estimate_us: float | None = None
     max_error: float | None = None
     error: str | None = None
+    baseline_us: float | None = None
+    method: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,16 +114,17 @@ def summarize(
 ) -> Evaluation:
     """Combine per-workload rows: the worst status wins; score is the geomean speedup.
 
-    The score exists only when every workload passed and has a speedup.
+    The score exists only when every workload passed; it is taken over the workloads that
+    have a speedup (all of them, unless timing stopped after screening).
     """
     if not rows:
         return Evaluation(Status.RUNTIME_ERROR, candidate, method, (), "no workloads", None)
     worst = max(rows, key=lambda w: w.status.severity)
     reason = None if worst.status is Status.PASSED else f"{worst.name}: {worst.reason}"
     score = None
-    speedups = [w.speedup for w in rows]
-    if worst.status is Status.PASSED and all(s is not None and s > 0 for s in speedups):
-        score = math.exp(sum(math.log(s) for s in speedups if s) / len(speedups))
+    speedups = [w.speedup for w in rows if w.speedup is not None and w.speedup > 0]
+    if worst.status is Status.PASSED and speedups:
+        score = math.exp(sum(math.log(s) for s in speedups) / len(speedups))
     return Evaluation(worst.status, candidate, method, tuple(rows), reason, score, fingerprint)
 
 

@@ -1,43 +1,37 @@
-"""Scoring candidates in worker processes: timeouts, isolation, and the interpreter's estimates.
+"""Scoring candidates in worker processes: isolation, checking, timing, and estimates.
 
-`Harness.submit(source)` returns a future of an `Evaluation`. Each candidate
-runs in a fresh `python -m ksearch.worker` process in its own process group;
-the parent kills the whole group when the compile or run timeout expires. The
+`Harness.submit(source)` returns a future of an `Evaluation`. Candidates run in
+`python -m ksearch.worker` processes, each in its own process group, which the
+parent kills whole when the compile or run timeout expires or memory runs over.
+A worker serves jobs until one ends in a fault, and a spare is always started
+ahead; after a fault the next worker is health-checked before it gets a candidate.
+Outputs are checked here, against references the worker never sees (ksearch.checking).
+On the GPU, queued candidates are compiled ahead in compile workers, and a candidate
+clearly behind after the screening workloads is not timed on the rest. The
 interpreter scorer checks correctness for real and takes speed from the task's
 analytic estimate of the plan in the candidate's header.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.metadata
-import json
 import logging
-import os
-import re
-import select
-import subprocess
-import sys
+import math
 import tempfile
-import threading
-import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ksearch import containment
+from ksearch.checking import Checker
 from ksearch.evaluation import Evaluation, Method, Status, WorkloadResult, failure, summarize
 from ksearch.plan import read_plan
-from ksearch.task import H100_CEILINGS, Task
+from ksearch.task import H100_CEILINGS, Task, Workload
+from ksearch.workers import STARTUP_TIMEOUT, Workers
 
 log = logging.getLogger(__name__)
-
-#: Environment variables never passed to a candidate (API keys, tokens, passwords).
-SECRET = re.compile(r"KEY|TOKEN|SECRET|PASSWORD|CREDENTIAL|AUTH", re.IGNORECASE)
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-#: Seconds a worker may take to start (Python, torch and triton imports) before it is killed.
-STARTUP_TIMEOUT = 120.0
 
 
 def content_hash(source: str) -> str:
@@ -53,18 +47,26 @@ class HarnessConfig:
         mode: "interpret" (Triton interpreter on the CPU) or "gpu".
         suite: workload suite the score is computed on.
         workers: evaluations run at once.
+        compile_workers: processes that compile queued candidates' Triton kernels ahead of
+            their evaluation, while the GPU times the current one (gpu only; 0: none).
         compile_timeout: seconds to load the candidate, compile it and make the first call
             (after the worker has started, which may take STARTUP_TIMEOUT).
         run_timeout: seconds for everything after the first call.
-        seeds: input seeds checked per workload.
+        seeds: how many input seeds are checked per workload (offsets; each evaluation
+            derives its own seeds from the candidate's hash, so inputs differ per candidate).
         warmup, reps: timing calls per workload (gpu).
         memory_mb: resident host memory a worker and its children may use.
         output_mb: bytes a worker may write to any file, its log included.
+        reuse: jobs a worker serves before it is replaced (it is replaced at once after a
+            crash, a timeout, a runtime error or a rejection).
+        screen: stop timing a candidate after the screening workloads when its times there
+            are more than this many times the best full evaluation's (0: never screen).
     """
 
     mode: str = "interpret"
     suite: str = "smoke"
     workers: int = 1
+    compile_workers: int = 0
     compile_timeout: float = 120.0
     run_timeout: float = 300.0
     seeds: tuple[int, ...] = (0, 1)
@@ -72,13 +74,8 @@ class HarnessConfig:
     reps: int = 50
     memory_mb: int = 16384
     output_mb: int = 64
-
-
-@dataclass(frozen=True, slots=True)
-class _Worker:
-    proc: subprocess.Popen[bytes]
-    read_fd: int
-    log: Path
+    reuse: int = 16
+    screen: float = 0.0
 
 
 class Harness:
@@ -92,36 +89,48 @@ class Harness:
                 f"task {task.name} has no workload suite {config.suite!r}; "
                 f"it has {', '.join(task.suites)}"
             )
+        if not config.seeds:
+            raise ValueError("scorer.seeds must name at least one seed")
         self.task = task
         self.config = config
         self.name = config.mode
         self.workloads = task.suites[config.suite]
+        self._by_name = {w.name: w for w in self.workloads}
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="worker")
+        compiling = config.mode == "gpu" and config.compile_workers > 0
+        self._compiler = (
+            ThreadPoolExecutor(max_workers=config.compile_workers, thread_name_prefix="compile")
+            if compiling
+            else None
+        )
         self._dir = tempfile.TemporaryDirectory(prefix="ksearch-")
         self._fingerprint: dict[str, Any] | None = None
-        self._running: set[subprocess.Popen[bytes]] = set()
-        self._ahead: list[_Worker] = []  # workers started ahead of their jobs
-        self._spawned = 0
-        self._lock = threading.Lock()  # spawning and reaping must not interleave
         self._closed = False
-        containment.become_subreaper()
+        self._best: dict[str, float] = {}  # best time per workload among full evaluations
+        self.workers = Workers(config, Path(self._dir.name))
 
-    def submit(self, source: str) -> Future[Evaluation]:
-        return self._pool.submit(self.evaluate, source)
+    @property
+    def capacity(self) -> int:
+        """Candidates worth having in flight: those being timed plus those compiling ahead."""
+        return self.config.workers + (self.config.compile_workers if self._compiler else 0)
+
+    def submit(self, source: str, *, screen: bool = True) -> Future[Evaluation]:
+        """Score `source` in the background; `screen=False` times every workload."""
+        compiled = None
+        if self._compiler is not None and not self._closed:
+            compiled = self._compiler.submit(self._precompile, source)
+        return self._pool.submit(self.evaluate, source, screen=screen, compiled=compiled)
 
     def close(self) -> None:
-        """Stop: cancel queued work and kill the workers still running (their whole groups)."""
+        """Stop: cancel queued work and kill every worker (their whole groups)."""
         self._closed = True
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        for _ in range(2):  # again once the last jobs have ended: they may start one ahead
-            for proc in list(self._running):
-                containment.kill_group(proc)
-            self._pool.shutdown(wait=True)
-        with self._lock:
-            for worker in self._ahead:
-                os.close(worker.read_fd)
-            self._ahead.clear()
-            self._running.clear()
+        pools = [p for p in (self._pool, self._compiler) if p is not None]
+        for pool in pools:
+            pool.shutdown(wait=False, cancel_futures=True)
+        self.workers.close()
+        for pool in pools:
+            pool.shutdown(wait=True)
+        self.workers.shutdown()
         self._dir.cleanup()
 
     def fingerprint(self) -> dict[str, Any]:
@@ -136,22 +145,55 @@ class Harness:
             return {"gpu": name, "cuda": torch.version.cuda, **versions}
         return {"gpu": None, "cuda": None, "device": "cpu (Triton interpreter)", **versions}
 
-    def evaluate(self, source: str) -> Evaluation:
-        """Score one candidate source in a fresh worker process (blocking)."""
+    def _write(self, source: str) -> tuple[str, Path]:
         candidate = content_hash(source)
         path = Path(self._dir.name) / f"{candidate}.py"
-        path.write_text(source)
-        job = {
+        if not path.exists():
+            path.write_text(source)
+        return candidate, path
+
+    def _job(self, kind: str, path: Path) -> dict[str, Any]:
+        return {
+            "kind": kind,
             "task": self.task.name,
             "candidate": str(path),
             "baseline": str(self.task.baseline),
             "suite": self.config.suite,
             "workloads": [w.name for w in self.workloads],
             "mode": self.config.mode,
-            "seeds": list(self.config.seeds),
-            "timing": {"warmup": self.config.warmup, "reps": self.config.reps},
         }
-        result, why = self._run_worker(job)
+
+    def _precompile(self, source: str) -> None:
+        """Fill Triton's kernel cache for `source` in a compile worker (best effort: the
+        evaluation compiles whatever this did not)."""
+        _, path = self._write(source)
+        _, why = self.workers.run("compile", self._job("compile", path), None)
+        if why is not None:
+            log.debug("compiling ahead failed: %s", why[1])
+
+    def evaluate(
+        self, source: str, *, screen: bool = True, compiled: Future[None] | None = None
+    ) -> Evaluation:
+        """Score one candidate source in a worker process (blocking)."""
+        candidate, path = self._write(source)
+        if compiled is not None:
+            with contextlib.suppress(Exception):
+                compiled.result(timeout=STARTUP_TIMEOUT + self.config.compile_timeout)
+        base = int(candidate, 16) % (1 << 30)
+        order = self._screen_order(screen)
+        job = self._job("evaluate", path)
+        job.update(
+            workloads=[w.name for w in order[0]],
+            seeds={
+                w.name: [base + 1009 * i + s for s in self.config.seeds]
+                for i, w in enumerate(self.workloads)
+            },
+            timing_seed=base + 104729,
+            timing={"warmup": self.config.warmup, "reps": self.config.reps},
+            screen=order[1],
+        )
+        checker = Checker(self.task, "cuda" if self.config.mode == "gpu" else "cpu")
+        result, why = self.workers.run("evaluate", job, _Judge(self, checker))
         fp = (result or {}).get("fingerprint") or self.fingerprint()
         if result is None:
             status, reason = why
@@ -160,142 +202,99 @@ class Harness:
             status, reason = result["error"]
             return failure(candidate, Status(status), reason, fp)
         self._fingerprint = result["fingerprint"]
-        rows = [WorkloadResult(**dict(r, status=Status(r["status"]))) for r in result["workloads"]]
+        rows = self._merge(result["workloads"], checker)
         method = Method(result["method"])
         if method is Method.ESTIMATE:
             rows = self._estimate(source, rows)
-        return summarize(candidate, rows, method=method, fingerprint=result["fingerprint"])
+        ev = summarize(candidate, rows, method=method, fingerprint=result["fingerprint"])
+        if ev.passed and all(r.latency_us for r in rows):
+            for r in rows:
+                assert r.latency_us is not None
+                self._best[r.name] = min(self._best.get(r.name, math.inf), r.latency_us)
+        return ev
+
+    def _screen_order(self, screen: bool) -> tuple[list[Workload], int]:
+        """The suite in timing order, and how many workloads screen (0: none): every third
+        workload first, once a full evaluation has set the best times to compare with."""
+        workloads = list(self.workloads)
+        first = workloads[::3]
+        if not (screen and self.config.screen > 0 and len(workloads) > 3):
+            return workloads, 0
+        if any(w.name not in self._best for w in first):
+            return workloads, 0
+        return first + [w for w in workloads if w not in first], len(first)
+
+    def _screened(self, latencies: dict[str, float]) -> tuple[bool, float]:
+        """Whether to go on timing, and the candidate's geomean time over the best times."""
+        ratios = [latencies[n] / self._best[n] for n in latencies if self._best.get(n)]
+        ratio = math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else 1.0
+        return ratio <= self.config.screen, ratio
+
+    def _merge(self, raw: list[dict[str, Any]], checker: Checker) -> list[WorkloadResult]:
+        """The worker's rows with the checker's verdicts; rows are in suite order."""
+        rows = []
+        by_name = {r["name"]: r for r in raw}
+        for w in self.workloads:
+            r = by_name.get(w.name)
+            if r is None:
+                continue
+            v = checker.verdicts.get(w.name)
+            r = dict(r)
+            if r["status"] == "passed":
+                if v is None or v.checks == 0:
+                    r.update(status="rejected", reason="no output reached the checker")
+                elif v.status != "passed":
+                    r.update(status=v.status, reason=v.reason)
+                elif self.config.mode == "gpu" and r.get("latency_us") is None:
+                    r.setdefault("reason", "not timed: behind the best on the screening workloads")
+            if v is not None:
+                r["max_error"] = v.max_error
+            r["status"] = Status(r["status"])
+            rows.append(WorkloadResult(**r))
+        return rows
 
     def _estimate(self, source: str, rows: list[WorkloadResult]) -> list[WorkloadResult]:
         """Fill in analytic times for a candidate rendered from a plan (none for other code)."""
         plan = read_plan(source)
-        by_name = {w.name: w for w in self.workloads}
         out = []
         for r in rows:
             if plan is None or self.task.space is None:
                 out.append(r)
                 continue
-            w = by_name[r.name]
+            w = self._by_name[r.name]
             est = self.task.estimate(plan, w)
             base = self.task.estimate(None, w)
             floor = self.task.floor(w, H100_CEILINGS)
-            out.append(
-                WorkloadResult(
-                    **{
-                        **{f: getattr(r, f) for f in r.__slots__},
-                        "estimate_us": est,
-                        "speedup": base / est,
-                        "time_over_floor": est / floor,
-                    }
-                )
-            )
+            fields = {f: getattr(r, f) for f in r.__slots__}
+            fields.update(estimate_us=est, speedup=base / est, time_over_floor=est / floor)
+            out.append(WorkloadResult(**fields))
         return out
 
-    def _spawn(self) -> _Worker:
-        """Start a worker process; it imports torch and triton, then waits for its job."""
-        read_fd, write_fd = os.pipe()
-        env = {k: v for k, v in os.environ.items() if not SECRET.search(k)}
-        env["KSEARCH_RESULT_FD"] = str(write_fd)
-        env["PYTHONPATH"] = os.pathsep.join(
-            filter(None, [str(PROJECT_ROOT), env.get("PYTHONPATH")])
-        )
-        env.pop("TRITON_INTERPRET", None)
-        if self.config.mode == "interpret":
-            env["TRITON_INTERPRET"] = "1"
-        with self._lock:
-            self._spawned += 1
-            log = Path(self._dir.name) / f"worker-{self._spawned}.log"
-            with open(log, "wb") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "ksearch.worker"],
-                    stdin=subprocess.PIPE,
-                    stdout=out,
-                    stderr=subprocess.STDOUT,
-                    env=env,
-                    pass_fds=(write_fd,),
-                    start_new_session=True,
-                )
-            self._running.add(proc)
-        containment.limit_output(proc.pid, self.config.output_mb << 20)
-        os.close(write_fd)
-        return _Worker(proc, read_fd, log)
+    def _decide(self, message: dict[str, Any], checker: Checker) -> bool:
+        """Answer a worker's question: time after the checks? time the rest after screening?"""
+        if message["await"] == "checks":
+            return checker.all_passed
+        if message["await"] == "screen":
+            go, ratio = self._screened(message["latencies"])
+            if not go:
+                log.info("screened out: %.2f× the best times on the screening workloads", ratio)
+            return go
+        return False
 
-    def _take(self) -> _Worker:
-        """A started worker (one started ahead if there is one), and another started ahead,
-        so that the next evaluation does not wait for Python, torch and triton to load."""
-        with self._lock:
-            worker = self._ahead.pop() if self._ahead else None
-        if worker is None or worker.proc.poll() is not None:
-            worker = self._spawn()
-        if not self._closed:
-            ahead = self._spawn()
-            with self._lock:
-                self._ahead.append(ahead)
-        return worker
 
-    def _run_worker(self, job: dict[str, Any]) -> tuple[dict[str, Any] | None, Any]:
-        """Run one job; returns (result, None) or (None, (status, reason))."""
-        worker = self._take()
-        proc = worker.proc
-        if self._closed:
-            containment.kill_group(proc)
-        assert proc.stdin is not None
-        try:
-            proc.stdin.write(json.dumps(job).encode())
-            proc.stdin.close()
-        except BrokenPipeError:
-            pass
-        result, why = self._read(proc, worker.read_fd)
-        containment.kill_group(proc)
-        with self._lock:
-            self._running.discard(proc)
-            containment.reap_orphans(keep={p.pid for p in self._running})
-        os.close(worker.read_fd)
-        if result is None and why is None:
-            tail = worker.log.read_bytes()[-600:].decode(errors="replace").strip()
-            exit_ = containment.describe_exit(proc.returncode)
-            why = (Status.CRASHED, f"worker {exit_}: {tail[-300:]}")
-        return result, why
+class _Judge:
+    """The harness's side of an evaluation: frames to the checker, questions answered."""
 
-    def _read(self, proc: subprocess.Popen[bytes], fd: int) -> tuple[dict[str, Any] | None, Any]:
-        """Follow the worker's phases, each under its own deadline: start-up (importing torch
-        and triton), compile (loading the candidate and its first call), run (the rest)."""
-        limits = {
-            "start-up": STARTUP_TIMEOUT,
-            "compile": self.config.compile_timeout,
-            "run": self.config.run_timeout,
-        }
-        after = {"ready": "compile", "compiled": "run"}
-        phase = "start-up"
-        deadline = time.monotonic() + limits[phase]
-        buf = b""
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                return None, (Status.TIMEOUT, f"{phase} took longer than {limits[phase]:g} s")
-            ready, _, _ = select.select([fd], [], [], min(left, 1.0))
-            rss = containment.group_rss(proc.pid)
-            if rss > self.config.memory_mb << 20:
-                return None, (
-                    Status.CRASHED,
-                    f"used {rss >> 20} MB of host memory, over the cap of "
-                    f"{self.config.memory_mb} MB",
-                )
-            if not ready:
-                continue
-            chunk = os.read(fd, 1 << 20)
-            if not chunk:
-                proc.wait()
-                return None, None
-            buf += chunk
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                message = json.loads(line)
-                if "result" in message:
-                    return message["result"], None
-                if message.get("phase") in after:
-                    phase = after[message["phase"]]
-                    deadline = time.monotonic() + limits[phase]
+    def __init__(self, harness: Harness, checker: Checker) -> None:
+        self.harness, self.checker = harness, checker
+
+    def frame(self, header: dict[str, Any], payload: bytes) -> None:
+        workload = self.harness._by_name.get(header.get("workload", ""))
+        if workload is not None:
+            self.checker.receive(workload, header, payload)
+
+    def question(self, message: dict[str, Any]) -> bool:
+        return self.harness._decide(message, self.checker)
 
 
 def _version(package: str) -> str | None:

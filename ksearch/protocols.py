@@ -55,7 +55,9 @@ class Scorer(Protocol):
 
     name: str
 
-    def submit(self, source: str) -> Future[Evaluation]: ...
+    def submit(self, source: str, *, screen: bool = True) -> Future[Evaluation]:
+        """Score `source`; `screen=False` asks for every workload to be measured."""
+        ...
 
     def fingerprint(self) -> dict[str, Any]: ...
 

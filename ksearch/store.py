@@ -87,7 +87,13 @@ def _m001_initial(db: sqlite_utils.Database) -> None:
     db.table("nodes").create_index(["parent"])
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m001_initial]
+def _m002_timing_method(db: sqlite_utils.Database) -> None:
+    """Per workload: the baseline's time and how both were timed (graph replay or eager)."""
+    db.table("workloads").add_column("baseline_us", float)
+    db.table("workloads").add_column("method", str)
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m001_initial, _m002_timing_method]
 
 
 class Store:

@@ -39,12 +39,12 @@ def finalists(tree: Tree, count: int) -> list[int]:
 
 
 def finish(tree: Tree, store: Store, scorer: Scorer, run_dir: Path, count: int) -> Outcome | None:
-    """Re-measure the finalists in fresh workers; write the best as winner.py, and summary.json."""
+    """Re-measure the finalists on every workload; write the best as winner.py, and summary.json."""
     ids = finalists(tree, count)
     if not ids:
         return None
     sources = {i: store.source(tree[i].candidate or "") or "" for i in ids}
-    futures = {i: scorer.submit(sources[i]) for i in ids}
+    futures = {i: scorer.submit(sources[i], screen=False) for i in ids}
     results = {i: f.result() for i, f in futures.items()}
     for i, ev in results.items():
         store.event(

@@ -128,7 +128,7 @@ class LandscapeScorer:
         self.landscape = landscape
         self.calls: list[str] = []
 
-    def submit(self, source: str) -> Future[Evaluation]:
+    def submit(self, source: str, *, screen: bool = True) -> Future[Evaluation]:
         plan = read_plan(source)
         assert plan is not None
         self.calls.append(content_hash(source))

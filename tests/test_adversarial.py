@@ -168,6 +168,48 @@ BAD = {
         Status.INCORRECT,
         "elements off",
     ),
+    "gc_scan_for_expected": (
+        """
+        import gc
+        import torch
+        def run(x, weight, eps):
+            for o in gc.get_objects():
+                if type(o) is torch.Tensor and o.shape == x.shape and o.dtype == torch.float32:
+                    if o.data_ptr() != x.data_ptr():
+                        return o.to(x.dtype).clone()
+            return torch.zeros_like(x)
+    """,
+        Status.INCORRECT,
+        "elements off",
+    ),
+    "replaces_a_harness_function": (
+        """
+        import torch
+        torch.equal = lambda a, b: True
+        def run(x, weight, eps):
+            y = _ref(x, weight, eps).to(x.dtype)
+            weight.zero_()
+            return y
+    """,
+        Status.REJECTED,
+        "replaced torch.equal",
+    ),
+    "forged_result": (
+        """
+        import json, os, stat
+        def run(x, weight, eps):
+            fake = {"workloads": [], "method": "estimate", "fingerprint": {}}
+            for fd in range(3, 64):
+                try:
+                    if stat.S_ISFIFO(os.fstat(fd).st_mode):
+                        os.write(fd, json.dumps({"result": fake}).encode() + b"\\n")
+                except OSError:
+                    pass
+            return _ref(x, weight, eps).to(x.dtype)
+    """,
+        Status.REJECTED,
+        "forged result",
+    ),
 }
 
 
@@ -220,6 +262,25 @@ def test_a_detached_process_does_not_outlive_its_evaluation(harness, tmp_path):
     )
     assert ev.status is Status.PASSED  # detaching is not wrong in itself; outliving us is
     assert not alive(int(marker.read_text()))
+
+
+def test_a_hang_at_import_is_killed_at_the_compile_timeout(tmp_path):
+    h = Harness(TASK, HarnessConfig(mode="interpret", compile_timeout=4, run_timeout=4))
+    marker = tmp_path / "child.pid"
+    ev = h.evaluate(
+        textwrap.dedent(f"""
+        import subprocess, time
+        p = subprocess.Popen(["sleep", "120"])
+        open({str(marker)!r}, "w").write(str(p.pid))
+        time.sleep(120)
+        def run(x, weight, eps):
+            return x
+    """)
+    )
+    assert ev.status is Status.TIMEOUT and "compile took longer than 4 s" in ev.reason
+    assert not alive(int(marker.read_text()))  # the candidate's own child died with it
+    assert h.evaluate(HONEST).passed
+    h.close()
 
 
 def test_honest_candidates_pass(harness):

@@ -1,4 +1,7 @@
-"""The GPU tier: rendered rmsnorm candidates compile, pass and are timed on a CUDA device."""
+"""The GPU tier: rendered rmsnorm candidates compile, pass and are timed on a CUDA device;
+candidates that cheat in ways only a GPU shows are caught."""
+
+import textwrap
 
 import pytest
 
@@ -23,7 +26,7 @@ def harness():
 def test_rendered_plans_pass_and_are_timed(harness, plan):
     ev = harness.evaluate(render(plan))
     assert ev.status is Status.PASSED, ev.reason
-    assert ev.method is Method.CUDA_EVENTS and ev.fingerprint["gpu"]
+    assert ev.method is Method.CUDA_GRAPH and ev.fingerprint["gpu"]
     for w in ev.workloads:
         assert w.latency_us > 0 and w.speedup > 0 and w.time_over_floor >= 1 / 2
 
@@ -32,3 +35,96 @@ def test_the_baseline_is_about_as_fast_as_itself(harness):
     ev = harness.evaluate(TASK.baseline.read_text())
     assert ev.status is Status.PASSED
     assert 0.7 < ev.score < 1.4
+
+
+BASELINE = TASK.baseline.read_text()
+
+
+def _passes_after(harness, source):
+    """Score `source`, then check that an honest candidate still passes after it."""
+    ev = harness.evaluate(source, screen=False)
+    assert harness.evaluate(BASELINE + "\n# after\n", screen=False).passed
+    return ev
+
+
+def test_the_side_stream_cheat_is_not_faster_than_its_honest_twin(harness):
+    from ksearch.selftest import SIDE_STREAM
+
+    honest = harness.evaluate(BASELINE, screen=False)
+    cheat = harness.evaluate(BASELINE + SIDE_STREAM, screen=False)
+    assert honest.passed
+    if cheat.passed:
+        h, c = honest.latencies(), cheat.latencies()
+        assert min(c[n] / h[n] for n in h) > 0.8
+    else:
+        assert cheat.status in (Status.INCORRECT, Status.REJECTED), cheat.reason
+
+
+def test_work_skipped_after_warm_up_is_caught_by_the_checks_during_timing(harness):
+    # honest for the first three calls on each shape (the checks and the capture's
+    # warm-up), then the last output again: a graph of nothing, timed as near-free
+    lazy = BASELINE + textwrap.dedent("""
+        _honest = run
+        _seen = {}
+
+        def run(x, weight, eps):
+            calls, out = _seen.get(x.shape, (0, None))
+            if calls >= 3:
+                return out
+            out = _honest(x, weight, eps)
+            _seen[x.shape] = (calls + 1, out)
+            return out
+    """)
+    ev = _passes_after(harness, lazy)
+    assert ev.status is Status.INCORRECT and "fresh inputs" in ev.reason, ev.reason
+
+
+def test_a_gc_scan_finds_no_expected_output_on_the_gpu(harness):
+    ev = harness.evaluate(
+        "import gc, torch\n\ndef run(x, weight, eps):\n"
+        "    for o in gc.get_objects():\n"
+        "        if type(o) is torch.Tensor and o.shape == x.shape and o.dtype == torch.float32:\n"
+        "            return o.to(x.dtype)\n"
+        "    return torch.zeros_like(x)\n"
+    )
+    assert ev.status is Status.INCORRECT
+
+
+def test_an_illegal_address_is_contained_and_the_device_checked(harness):
+    before = harness.workers.health_checks
+    ev = _passes_after(
+        harness,
+        "import torch, triton, triton.language as tl\n\n@triton.jit\n"
+        "def _k(p):\n    tl.store(p + (1 << 40), 1.0)\n\n"
+        "def run(x, weight, eps):\n    _k[(1,)](x)\n    torch.cuda.synchronize()\n    return x\n",
+    )
+    assert ev.status in (Status.RUNTIME_ERROR, Status.CRASHED), ev.reason
+    assert harness.workers.health_checks == before + 1
+
+
+def test_a_device_out_of_memory_is_a_runtime_error(harness):
+    ev = _passes_after(
+        harness,
+        "import torch\n\ndef run(x, weight, eps):\n"
+        "    return torch.empty(1 << 41, device='cuda')\n",
+    )
+    assert ev.status is Status.RUNTIME_ERROR and "out of memory" in ev.reason
+
+
+def test_a_candidate_clearly_behind_is_screened_out(harness):
+    from dataclasses import replace
+
+    fast = TASK.render(TASK.space.root())
+    h = Harness(TASK, replace(harness.config, screen=1.5))
+    try:
+        assert h.evaluate(fast).passed
+        slow = (
+            BASELINE + "\n_honest = run\n\ndef run(x, weight, eps):\n"
+            "    torch.cuda._sleep(2_000_000)\n    return _honest(x, weight, eps)\n"
+        )
+        ev = h.evaluate(slow)
+    finally:
+        h.close()
+    assert ev.passed and ev.score is not None
+    untimed = [w for w in ev.workloads if w.latency_us is None]
+    assert untimed and all("not timed" in w.reason for w in untimed)

@@ -6,8 +6,8 @@ import random
 import pytest
 import torch
 
+from ksearch.checking import judge
 from ksearch.plan import Action, actions
-from ksearch.worker import check
 from tasks.rmsnorm import TASK
 from tasks.rmsnorm.render import render
 
@@ -58,7 +58,7 @@ def test_rendered_plans_match_the_reference_on_the_smoke_suite(plan):
         inputs = TASK.make_inputs(w, seed=11, device="cpu")
         saved = {k: v.clone() for k, v in inputs.items() if isinstance(v, torch.Tensor)}
         out = run(**inputs)
-        status, reason, _ = check(TASK, w, out, inputs, saved)
+        status, reason, _ = judge(TASK, out, inputs, saved)
         assert status == "passed", (w.name, reason)
 
 
@@ -106,7 +106,7 @@ def test_the_checks_catch_wrong_implementations(kind, status, words):
     w = TASK.suites["smoke"][1]
     inputs = TASK.make_inputs(w, seed=3, device="cpu")
     saved = {k: v.clone() for k, v in inputs.items() if isinstance(v, torch.Tensor)}
-    got, reason, _ = check(TASK, w, wrong(kind)(**inputs), inputs, saved)
+    got, reason, _ = judge(TASK, wrong(kind)(**inputs), inputs, saved)
     assert got == status and words in reason
 
 
@@ -115,7 +115,7 @@ def test_nan_where_the_reference_is_finite_fails():
     inputs = TASK.make_inputs(w, seed=0, device="cpu")
     saved = {k: v.clone() for k, v in inputs.items() if isinstance(v, torch.Tensor)}
     out = torch.full_like(inputs["x"], float("nan"))
-    assert check(TASK, w, out, inputs, saved)[0] == "incorrect"
+    assert judge(TASK, out, inputs, saved)[0] == "incorrect"
 
 
 def test_weights_are_random_and_sizes_odd():

@@ -67,16 +67,14 @@ class RmsNorm:
     def make_inputs(self, workload: Workload, seed: int, device: str) -> dict[str, Any]:
         import torch
 
-        gen = torch.Generator(device="cpu").manual_seed(seed)
+        # generated on the device itself: the same seed gives the same inputs in every
+        # process on that device, and large inputs cost no host time
+        gen = torch.Generator(device=device).manual_seed(seed)
         dtype = getattr(torch, workload["dtype"])
         m, n = workload["M"], workload["N"]
-        x = torch.randn(m, n, generator=gen, dtype=torch.float32)
-        weight = 1.0 + 0.5 * torch.randn(n, generator=gen, dtype=torch.float32)
-        return {
-            "x": x.to(device=device, dtype=dtype),
-            "weight": weight.to(device=device, dtype=dtype),
-            "eps": float(workload["eps"]),
-        }
+        x = torch.randn(m, n, generator=gen, dtype=torch.float32, device=device)
+        weight = 1.0 + 0.5 * torch.randn(n, generator=gen, dtype=torch.float32, device=device)
+        return {"x": x.to(dtype), "weight": weight.to(dtype), "eps": float(workload["eps"])}
 
     def reference(self, x: Any, weight: Any, eps: float) -> Any:
         xf = x.float()

@@ -1,0 +1,102 @@
+"""Timing on the GPU: CUDA-graph capture, event-timed calls with L2 flushed, ceilings.
+
+Runs in the worker process; the orchestrator never imports torch for timing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+#: bytes zeroed before every timed call: more than an H100's 50 MB L2
+FLUSH_BYTES = 64 << 20
+#: GPU clock cycles (about 100 µs) held per queued graph replay before timing starts
+SLEEP_CYCLES_PER_REP = 200_000
+
+
+def capture(fn: Callable[..., Any], inputs: dict[str, Any]) -> tuple[Any, Any] | None:
+    """A CUDA graph of one call `fn(**inputs)` and its (static) output, or None if the call
+    cannot be captured (host synchronization, unjoined streams, allocation outside the pool)."""
+    import torch
+
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        fn(**inputs)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            out = fn(**inputs)
+        torch.cuda.synchronize()
+    except Exception:
+        try:
+            torch.cuda.synchronize()
+        except Exception:
+            raise  # the context is broken: the worker must go
+        return None
+    return graph, out
+
+
+def time_reps(
+    call: Callable[[], Any],
+    *,
+    warmup: int,
+    reps: int,
+    flush: Any,
+    sync_each: bool,
+    before: Callable[[int], None] | None = None,
+    after: Callable[[int, Any], None] | None = None,
+) -> tuple[float, float]:
+    """Median time in µs of `call()` and the relative spread (IQR / median).
+
+    L2 is flushed before every call. Graph replays (`sync_each=False`) are queued back to
+    back behind a GPU sleep, so launch latency is not timed; a graph holds all of its
+    streams' work, so the end event covers it. Eager calls (`sync_each=True`) synchronize
+    the device after the flush and before the end event, so work launched on other streams
+    is counted and cannot hide under the flush. `before(i)` and `after(i, output)` run
+    outside the timed span.
+    """
+    import torch
+
+    for _ in range(warmup):
+        call()
+    torch.cuda.synchronize()
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    if not sync_each:
+        # hold the GPU while the host queues every call, so no call waits for its launch
+        torch.cuda._sleep(reps * SLEEP_CYCLES_PER_REP)
+    for i in range(reps):
+        if before is not None:
+            before(i)
+        flush.zero_()
+        if sync_each:
+            # nothing may run under the flush: work on another stream would hide there
+            torch.cuda.synchronize()
+        starts[i].record()
+        out = call()
+        if sync_each:
+            torch.cuda.synchronize()
+        ends[i].record()
+        if after is not None:
+            after(i, out)
+    torch.cuda.synchronize()
+    times = sorted(s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends, strict=True))
+    med = times[len(times) // 2]
+    iqr = times[(3 * len(times)) // 4] - times[len(times) // 4]
+    return med, iqr / med if med > 0 else 0.0
+
+
+def measure_ceilings(flush: Any) -> dict[str, float]:
+    """Copy bandwidth (bytes/s, read + write) and bf16 matmul FLOP/s of this GPU."""
+    import torch
+
+    a = torch.empty(512 * 1024 * 1024, dtype=torch.int8, device="cuda")
+    b = torch.empty_like(a)
+    m = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    kw = {"warmup": 3, "reps": 10, "flush": flush, "sync_each": False}
+    copy = time_reps(lambda: b.copy_(a), **kw)[0]
+    mm = time_reps(lambda: m @ m, **kw)[0]
+    return {"bytes": 2 * a.numel() / (copy * 1e-6), "flops": 2 * 8192**3 / (mm * 1e-6)}
