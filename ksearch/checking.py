@@ -143,8 +143,25 @@ def refill(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
 
 
 def checksum(inputs: dict[str, Any]) -> float:
-    """A sum over every input tensor, so the checker can confirm it rebuilt the same inputs."""
-    return float(sum(float(t.double().sum()) for t in tensors(inputs).values()))
+    """A sum over a strided sample (about 64k elements) of every input tensor, so the checker
+    can confirm it rebuilt the same inputs without copying gigabytes of weights."""
+    total = 0.0
+    for t in tensors(inputs).values():
+        flat = t.reshape(-1)
+        step = max(1, flat.numel() // 65536)
+        total += float(flat[::step].double().sum())
+    return total
+
+
+def poison(inputs: dict[str, Any]) -> None:
+    """Fill memory the GPU allocator may hand the candidate next with NaN, so an output
+    element it never writes reads NaN rather than an earlier correct value."""
+    import torch
+
+    big = [t for t in tensors(inputs).values() if t.is_cuda]
+    if big:
+        nbytes = min(max(t.nbytes for t in big) * 2, 1 << 30)
+        torch.empty(nbytes, dtype=torch.uint8, device=big[0].device).fill_(0xFF)
 
 
 def validate(out: Any, inputs: dict[str, Any], saved: dict[str, Any], device: str):

@@ -27,7 +27,7 @@ import threading
 import traceback
 from typing import Any
 
-from ksearch.checking import checksum, refill, tensors, validate
+from ksearch.checking import checksum, poison, refill, tensors, validate
 from ksearch.task import Task, Workload, load_task
 from ksearch.timing import FLUSH_BYTES, capture, measure_ceilings, time_reps
 
@@ -298,6 +298,7 @@ class Worker:
                     inputs = refill(inputs, task.make_inputs(w, seed, device))
                     saved = {k: v.clone() for k, v in tensors(inputs).items()}
                     total = checksum(inputs)
+                    poison(inputs)
                     out = module.run(**inputs)
                     if device == "cuda":
                         torch.cuda.synchronize()

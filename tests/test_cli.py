@@ -166,3 +166,10 @@ def test_evaluate_reports_a_candidate_without_run(tmp_path):
 def test_replay_of_a_missing_database_is_an_error(tmp_path):
     out = ksearch(str(tmp_path / "none.db"), module="ksearch.replay")
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_the_selftest_says_it_needs_a_gpu_where_there_is_none():
+    out = subprocess.run(
+        [sys.executable, "-m", "ksearch.selftest"], capture_output=True, text=True, timeout=120
+    )
+    assert out.returncode == 2 and "needs a CUDA device" in out.stdout

@@ -76,7 +76,9 @@ def test_work_skipped_after_warm_up_is_caught_by_the_checks_during_timing(harnes
             return out
     """)
     ev = _passes_after(harness, lazy)
-    assert ev.status is Status.INCORRECT and "fresh inputs" in ev.reason, ev.reason
+    # caught on the first workload timed; a later one may also be rejected as impossible
+    assert ev.status in (Status.INCORRECT, Status.REJECTED), ev.reason
+    assert "fresh inputs" in (ev.workloads[0].reason or ""), ev.workloads[0]
 
 
 def test_a_gc_scan_finds_no_expected_output_on_the_gpu(harness):
@@ -128,3 +130,19 @@ def test_a_candidate_clearly_behind_is_screened_out(harness):
     assert ev.passed and ev.score is not None
     untimed = [w for w in ev.workloads if w.latency_us is None]
     assert untimed and all("not timed" in w.reason for w in untimed)
+
+
+def test_an_output_whose_tail_is_never_written_reads_poison_not_old_results(harness):
+    ev = harness.evaluate(
+        BASELINE
+        + textwrap.dedent("""
+        _honest = run
+
+        def run(x, weight, eps):
+            y = torch.empty_like(x)
+            n = x.shape[1] - x.shape[1] % 64 - 1
+            y[:, :n] = _honest(x, weight, eps)[:, :n]
+            return y
+    """)
+    )
+    assert ev.status is Status.INCORRECT, ev.reason
