@@ -59,7 +59,7 @@ def main(cfg: DictConfig) -> None:
     from ksearch import config as C
     from ksearch.harness import Harness
 
-    console = Console(stderr=True, soft_wrap=True)
+    console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
     path = Path(str(cfg.candidate))
     try:
         if not path.is_file():

@@ -30,7 +30,7 @@ from ksearch.harness import Harness, HarnessConfig
 from ksearch.plan import actions
 from ksearch.task import Task, load_task
 
-console = Console(soft_wrap=True)
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 SIDE_STREAM = """
 

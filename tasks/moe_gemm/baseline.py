@@ -27,7 +27,9 @@ def run(x, topk_ids, topk_weights, w1, w2):
     flat = topk_ids.reshape(-1).long()
     order = torch.argsort(flat, stable=True)
     token = order // k
-    counts = torch.bincount(flat, minlength=num_experts)
+    # a scatter rather than bincount, which reads the largest id back to the host
+    counts = torch.zeros(num_experts, dtype=torch.long, device=x.device)
+    counts.scatter_add_(0, flat, torch.ones_like(flat))
     offsets = torch.cumsum(counts, 0).to(torch.int32)
     counts_cpu = None if x.is_cuda and x.dtype == torch.bfloat16 else counts.tolist()
     a = x[token]
