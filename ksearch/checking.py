@@ -43,7 +43,7 @@ class Checker:
     def all_passed(self) -> bool:
         return all(v.status == "passed" for v in self.verdicts.values())
 
-    def receive(self, workload: Workload, header: dict[str, Any], payload: bytes) -> Verdict:
+    def receive(self, workload: Workload, header: dict[str, Any], payload: bytearray) -> Verdict:
         """Judge one output frame; the first failure of a workload is the one kept."""
         import torch
 
@@ -61,7 +61,7 @@ class Checker:
                 f"the checker rebuilt different inputs for {workload.name} seed {seed} "
                 "than the worker (is make_inputs deterministic?)"
             )
-        out = torch.frombuffer(bytearray(payload), dtype=torch.uint8) if payload else None
+        out = torch.frombuffer(payload, dtype=torch.uint8) if payload else None
         out = (
             torch.empty(header["shape"], dtype=dtype)
             if out is None

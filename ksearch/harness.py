@@ -288,7 +288,7 @@ class _Judge:
     def __init__(self, harness: Harness, checker: Checker) -> None:
         self.harness, self.checker = harness, checker
 
-    def frame(self, header: dict[str, Any], payload: bytes) -> None:
+    def frame(self, header: dict[str, Any], payload: bytearray) -> None:
         workload = self.harness._by_name.get(header.get("workload", ""))
         if workload is not None:
             self.checker.receive(workload, header, payload)

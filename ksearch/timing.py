@@ -39,6 +39,17 @@ def capture(fn: Callable[..., Any], inputs: dict[str, Any]) -> tuple[Any, Any] |
     return graph, out
 
 
+def replayer(captured: tuple[Any, Any]) -> Callable[[], Any]:
+    """A call that replays a graph from `capture` and returns its static output."""
+    graph, static = captured
+
+    def replay() -> Any:
+        graph.replay()
+        return static
+
+    return replay
+
+
 def time_reps(
     call: Callable[[], Any],
     *,

@@ -29,7 +29,7 @@ from typing import Any
 
 from ksearch.checking import checksum, poison, refill, tensors, validate
 from ksearch.task import Task, Workload, load_task
-from ksearch.timing import FLUSH_BYTES, capture, measure_ceilings, time_reps
+from ksearch.timing import FLUSH_BYTES, capture, measure_ceilings, replayer, time_reps
 
 #: outputs re-checked at random calls while timing, with fresh inputs
 RECHECKS = 2
@@ -397,9 +397,7 @@ class Worker:
         graph = capture(module.run, inputs)
         tb = self.baseline_time(task, w, seed, "cuda_graph", kw) if graph is not None else None
         if graph is not None and tb is not None:
-            method = "cuda_graph"
-            g, static = graph
-            call = lambda: (g.replay(), static)[1]  # noqa: E731
+            method, call = "cuda_graph", replayer(graph)
         else:
             method = "cuda_events"
             tb = self.baseline_time(task, w, seed, method, kw)
@@ -442,8 +440,7 @@ class Worker:
                 if captured is None:
                     self.baseline_times[key] = None
                     return None
-                g, static = captured
-                t = time_reps(lambda: (g.replay(), static)[1], sync_each=False, **kw)[0]
+                t = time_reps(replayer(captured), sync_each=False, **kw)[0]
             else:
                 t = time_reps(lambda: self.baseline.run(**inputs), sync_each=True, **kw)[0]
             self.baseline_times[key] = t

@@ -47,7 +47,7 @@ class HarnessError(RuntimeError):
 class Listener(Protocol):
     """Receives what a worker sends during a job besides phases and the result."""
 
-    def frame(self, header: dict[str, Any], payload: bytes) -> None: ...
+    def frame(self, header: dict[str, Any], payload: bytearray) -> None: ...
 
     def question(self, message: dict[str, Any]) -> bool: ...
 
@@ -250,7 +250,8 @@ class Workers:
         next_poll, rss = 0.0, 0
         while True:
             if frame is not None and len(buf) >= frame["nbytes"]:
-                payload, buf = bytes(buf[: frame["nbytes"]]), buf[frame["nbytes"] :]
+                payload = buf[: frame["nbytes"]]
+                del buf[: frame["nbytes"]]
                 began = time.monotonic()
                 if listener is not None:
                     listener.frame(frame, payload)
@@ -258,8 +259,9 @@ class Workers:
                 frame = None
                 continue
             if frame is None and b"\n" in buf:
-                line, _, rest = bytes(buf).partition(b"\n")
-                buf = bytearray(rest)
+                end = buf.index(b"\n")
+                line = bytes(buf[:end])
+                del buf[: end + 1]
                 try:
                     message = json.loads(line)
                 except ValueError:

@@ -30,6 +30,16 @@ CONFIGS = {configs}
 
 
 @triton.jit
+def _tile(BLOCKS_M, N, BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    # grouped order: GROUP_M row blocks share a column stripe of the expert's weights
+    pid = tl.program_id(0)
+    in_group = GROUP_M * tl.cdiv(N, BLOCK_N)
+    first_m = (pid // in_group) * GROUP_M
+    size_m = min(BLOCKS_M - first_m, GROUP_M)
+    return first_m + (pid % in_group) % size_m, (pid % in_group) // size_m
+
+
+@triton.jit
 def _gate_up_silu(
     x_ptr, w1_ptr, h_ptr, sorted_ptr, block_expert_ptr, used_ptr,
     P, H, I, TOP_K, BLOCKS_M,
@@ -37,14 +47,7 @@ def _gate_up_silu(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
 ):
-    # grouped order: GROUP_M row blocks share a column stripe of the expert's weights
-    pid = tl.program_id(0)
-    blocks_n = tl.cdiv(I, BLOCK_N)
-    in_group = GROUP_M * blocks_n
-    first_m = (pid // in_group) * GROUP_M
-    size_m = min(BLOCKS_M - first_m, GROUP_M)
-    pid_m = first_m + (pid % in_group) % size_m
-    pid_n = (pid % in_group) // size_m
+    pid_m, pid_n = _tile(BLOCKS_M, I, BLOCK_N, GROUP_M)
     if pid_m * BLOCK_M < tl.load(used_ptr):
         rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         pair = tl.load(sorted_ptr + rows)
@@ -88,13 +91,7 @@ def _down_weighted(
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
 ):
-    pid = tl.program_id(0)
-    blocks_n = tl.cdiv(H, BLOCK_N)
-    in_group = GROUP_M * blocks_n
-    first_m = (pid // in_group) * GROUP_M
-    size_m = min(BLOCKS_M - first_m, GROUP_M)
-    pid_m = first_m + (pid % in_group) % size_m
-    pid_n = (pid % in_group) // size_m
+    pid_m, pid_n = _tile(BLOCKS_M, H, BLOCK_N, GROUP_M)
     if pid_m * BLOCK_M < tl.load(used_ptr):
         rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
         pair = tl.load(sorted_ptr + rows)
