@@ -57,10 +57,25 @@ class Param:
 
 @dataclass(frozen=True, slots=True)
 class DesignSpace:
-    """A task's parameters and the workload regimes a plan may treat differently."""
+    """A task's parameters and the workload regimes a plan may treat differently.
+
+    Args:
+        params: the parameters.
+        regimes: the workload regimes; a plan gives every parameter a value in each.
+        start: (regime, param, value) overrides of the defaults in the starting plan, for
+            knowledge such as "large token counts start from large tiles".
+    """
 
     params: tuple[Param, ...]
     regimes: tuple[str, ...] = ("all",)
+    start: tuple[tuple[str, str, Value], ...] = ()
+
+    def __post_init__(self) -> None:
+        for regime, name, value in self.start:
+            if regime not in self.regimes:
+                raise ValueError(f"start: unknown regime {regime!r}; known: {self.regimes}")
+            if value not in self.param(name).values:
+                raise ValueError(f"start: {name}={value!r} @{regime} is not in its values")
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -69,8 +84,11 @@ class DesignSpace:
         raise KeyError(f"unknown parameter {name!r}; known: {[p.name for p in self.params]}")
 
     def root(self) -> Plan:
-        """The starting plan: every parameter at its default in every regime."""
-        return Plan.of({r: {p.name: p.default for p in self.params} for r in self.regimes})
+        """The starting plan: every parameter at its default, or its start value, per regime."""
+        table = {r: {p.name: p.default for p in self.params} for r in self.regimes}
+        for regime, name, value in self.start:
+            table[regime][name] = value
+        return Plan.of(table)
 
 
 @dataclass(frozen=True, slots=True)

@@ -74,3 +74,20 @@ def test_header_round_trips_and_other_code_has_no_plan():
 def test_default_outside_domain_is_refused():
     with pytest.raises(ValueError, match="default"):
         Param("block", (16, 32), 8, ParamKind.KNOB)
+
+
+def test_start_values_override_defaults_per_regime():
+    space = DesignSpace(SPACE.params, SPACE.regimes, start=(("large", "block", 64),))
+    assert space.root().table() == {
+        "small": {"mode": "a", "block": 32},
+        "large": {"mode": "a", "block": 64},
+    }
+
+
+@pytest.mark.parametrize(
+    ("start", "match"),
+    [((("huge", "block", 64),), "unknown regime"), ((("large", "block", 8),), "not in its")],
+)
+def test_bad_start_values_are_refused(start, match):
+    with pytest.raises(ValueError, match=match):
+        DesignSpace(SPACE.params, SPACE.regimes, start=start)

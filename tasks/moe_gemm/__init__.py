@@ -13,7 +13,7 @@ from typing import Any
 
 from ksearch.plan import DesignSpace, Plan, Value
 from ksearch.task import Prior, Workload
-from tasks.moe_gemm import cost, suites
+from tasks.moe_gemm import cost, priors, render, space, suites
 
 HERE = Path(__file__).parent
 
@@ -32,7 +32,7 @@ class MoeGemm:
     )
     baseline: Path = HERE / "baseline.py"
     spec: Path = HERE / "spec.md"
-    space: DesignSpace | None = None
+    space: DesignSpace | None = space.SPACE
     impossible_margin: float = 1.5
 
     def make_inputs(self, workload: Workload, seed: int, device: str) -> dict[str, Any]:
@@ -75,16 +75,16 @@ class MoeGemm:
         return cost.regime(workload)
 
     def render(self, plan: Plan) -> str:
-        raise ValueError("moe_gemm has no design space to render plans from")
+        return render.render(plan)
 
     def estimate(self, plan: Plan | None, workload: Workload) -> float:
         return cost.estimate(plan, workload)
 
     def infeasible(self, plan: Plan) -> str | None:
-        return None
+        return space.infeasible(plan)
 
     def prior(self, param: str, old: Value, new: Value, regime: str) -> Prior | None:
-        return None
+        return priors.prior(param, old, new, regime)
 
 
 TASK = MoeGemm()

@@ -1,0 +1,335 @@
+"""Triton kernels of rendered moe_gemm candidates (the first half of a candidate file).
+
+GEMMs over pairs sorted by expert in row blocks (`_gemm1` with SiLU·mul fused or not,
+`_gemm2` with per-pair rows or atomic sums per token, split-K, swapped operands), their
+matrix-vector twins with one program per pair, the separate activation pass and the
+weighted gather-sum of a token's k rows.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _w_tile(
+    w_ptr,
+    w_desc,
+    row0,
+    row_end,
+    k0,
+    K,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    DESC: tl.constexpr,
+):
+    # a [BLOCK_N, BLOCK_K] tile of a 2D weight view whose rows are output columns
+    if DESC:
+        w = w_desc.load([row0.to(tl.int32), k0])
+    else:
+        n = row0 + tl.arange(0, BLOCK_N)
+        k = k0 + tl.arange(0, BLOCK_K)
+        w = tl.load(
+            w_ptr + n[:, None].to(tl.int64) * K + k[None, :],
+            mask=(n < row_end)[:, None] & (k < K)[None, :],
+            other=0.0,
+        )
+    return w
+
+
+@triton.jit
+def _mma(a, w, acc, SWAP: tl.constexpr):
+    # acc[BLOCK_M, BLOCK_N] += a · wᵀ, or swapped: acc[BLOCK_N, BLOCK_M] += w · aᵀ
+    if SWAP:
+        acc = tl.dot(w, tl.trans(a), acc)
+    else:
+        acc = tl.dot(a, tl.trans(w), acc)
+    return acc
+
+
+@triton.jit
+def _tile_order(tile, blocks_m, n_tiles, GROUP_M: tl.constexpr):
+    # grouped order: GROUP_M row blocks share a column stripe of the expert's weights
+    in_group = GROUP_M * n_tiles
+    first_m = (tile // in_group) * GROUP_M
+    size_m = min(blocks_m - first_m, GROUP_M)
+    return first_m + (tile % in_group) % size_m, (tile % in_group) // size_m
+
+
+@triton.jit
+def _block_rows(pid_m, order_ptr, tiles_ptr, P, BLOCK_M: tl.constexpr, TILEMAP: tl.constexpr):
+    # the pairs of row block pid_m, which of them are real, and their expert
+    if TILEMAP:
+        start = tl.load(tiles_ptr + 3 * pid_m)
+        rows = start + tl.arange(0, BLOCK_M)
+        valid = rows < tl.load(tiles_ptr + 3 * pid_m + 1)
+        pair = tl.load(order_ptr + rows, mask=valid, other=0)
+        expert = tl.load(tiles_ptr + 3 * pid_m + 2)
+    else:
+        pair = tl.load(order_ptr + pid_m * BLOCK_M + tl.arange(0, BLOCK_M))
+        valid = pair < P
+        expert = tl.load(tiles_ptr + pid_m)
+    return pair, valid, expert.to(tl.int64)
+
+
+@triton.jit
+def _store(ptr, rows, cols, val, mask_r, mask_c, stride, SWAP: tl.constexpr, ATOMIC: tl.constexpr):
+    # val is [rows, cols], or [cols, rows] when swapped
+    if SWAP:
+        p = ptr + rows[None, :].to(tl.int64) * stride + cols[:, None]
+        m = mask_r[None, :] & mask_c[:, None]
+    else:
+        p = ptr + rows[:, None].to(tl.int64) * stride + cols[None, :]
+        m = mask_r[:, None] & mask_c[None, :]
+    if ATOMIC:
+        tl.atomic_add(p, val, mask=m, sem="relaxed")
+    else:
+        tl.store(p, val.to(ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _gemm1(
+    x_ptr,
+    w_ptr,
+    w_desc,
+    h_ptr,
+    order_ptr,
+    tiles_ptr,
+    nblk_ptr,
+    P,
+    H,
+    I,
+    TOP_K,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    TILEMAP: tl.constexpr,
+    FUSED: tl.constexpr,
+    SWAP: tl.constexpr,
+    DESC: tl.constexpr,
+):
+    # gate and up projections of sorted pairs; SiLU·mul in the epilogue when FUSED, else
+    # the raw [P, 2I] product for a separate activation pass
+    n_out = I if FUSED else 2 * I
+    n_tiles = tl.cdiv(n_out, BLOCK_N)
+    n_blocks = tl.load(nblk_ptr)
+    for tile in tl.range(tl.program_id(0), n_blocks * n_tiles, tl.num_programs(0)):
+        pid_m, pid_n = _tile_order(tile, n_blocks, n_tiles, GROUP_M)
+        pair, valid, expert = _block_rows(pid_m, order_ptr, tiles_ptr, P, BLOCK_M, TILEMAP)
+        token = (pair // TOP_K).to(tl.int64)
+        cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        base = expert * 2 * I
+        if SWAP:
+            acc_g = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+        else:
+            acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        acc_u = tl.zeros_like(acc_g)
+        for k0 in range(0, H, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            a = tl.load(
+                x_ptr + token[:, None] * H + ks[None, :],
+                mask=valid[:, None] & (ks < H)[None, :],
+                other=0.0,
+            )
+            w = _w_tile(
+                w_ptr, w_desc, base + pid_n * BLOCK_N, base + n_out, k0, H, BLOCK_N, BLOCK_K, DESC
+            )
+            acc_g = _mma(a, w, acc_g, SWAP)
+            if FUSED:
+                w = _w_tile(
+                    w_ptr,
+                    w_desc,
+                    base + I + pid_n * BLOCK_N,
+                    base + 2 * I,
+                    k0,
+                    H,
+                    BLOCK_N,
+                    BLOCK_K,
+                    DESC,
+                )
+                acc_u = _mma(a, w, acc_u, SWAP)
+        if FUSED:
+            acc_g = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
+        _store(h_ptr, pair, cols, acc_g, valid, cols < n_out, n_out, SWAP, False)
+
+
+@triton.jit
+def _gemm2(
+    h_ptr,
+    w_ptr,
+    w_desc,
+    y_ptr,
+    weight_ptr,
+    order_ptr,
+    tiles_ptr,
+    nblk_ptr,
+    P,
+    H,
+    I,
+    TOP_K,
+    BLOCK_M: tl.constexpr,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+    TILEMAP: tl.constexpr,
+    SWAP: tl.constexpr,
+    DESC: tl.constexpr,
+    COMBINE: tl.constexpr,
+    SPLIT_K: tl.constexpr,
+):
+    # down projection of sorted pairs: weighted rows per pair (COMBINE 0), unweighted rows
+    # (1), or weighted atomic sums into a float32 row per token (2), over SPLIT_K K-slices
+    n_tiles = tl.cdiv(H, BLOCK_N)
+    n_blocks = tl.load(nblk_ptr)
+    k_span = tl.cdiv(tl.cdiv(I, BLOCK_K), SPLIT_K) * BLOCK_K
+    for tile in tl.range(tl.program_id(0), n_blocks * n_tiles * SPLIT_K, tl.num_programs(0)):
+        pid_m, pid_n = _tile_order(tile // SPLIT_K, n_blocks, n_tiles, GROUP_M)
+        pair, valid, expert = _block_rows(pid_m, order_ptr, tiles_ptr, P, BLOCK_M, TILEMAP)
+        cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        k_lo = (tile % SPLIT_K) * k_span
+        k_hi = min(k_lo + k_span, I)
+        if SWAP:
+            acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+        else:
+            acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            a = tl.load(
+                h_ptr + pair[:, None].to(tl.int64) * I + ks[None, :],
+                mask=valid[:, None] & (ks < k_hi)[None, :],
+                other=0.0,
+            )
+            w = _w_tile(
+                w_ptr,
+                w_desc,
+                expert * H + pid_n * BLOCK_N,
+                expert * H + H,
+                k0,
+                I,
+                BLOCK_N,
+                BLOCK_K,
+                DESC,
+            )
+            acc = _mma(a, w, acc, SWAP)
+        if COMBINE != 1:
+            scale = tl.load(weight_ptr + pair, mask=valid, other=0.0)
+            if SWAP:
+                acc = acc * scale[None, :]
+            else:
+                acc = acc * scale[:, None]
+        if COMBINE == 2:
+            _store(y_ptr, pair // TOP_K, cols, acc, valid, cols < H, H, SWAP, True)
+        else:
+            _store(y_ptr, pair, cols, acc, valid, cols < H, H, SWAP, False)
+
+
+@triton.jit
+def _pair_gemm1(
+    x_ptr,
+    ids_ptr,
+    w_ptr,
+    w_desc,
+    h_ptr,
+    H,
+    I,
+    TOP_K,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    FUSED: tl.constexpr,
+    DESC: tl.constexpr,
+):
+    # one program per (pair, column tile): a matrix-vector product without sorting
+    n_out = I if FUSED else 2 * I
+    n_tiles = tl.cdiv(n_out, BLOCK_N)
+    pair = (tl.program_id(0) // n_tiles).to(tl.int64)
+    col0 = (tl.program_id(0) % n_tiles) * BLOCK_N
+    cols = col0 + tl.arange(0, BLOCK_N)
+    base = tl.load(ids_ptr + pair).to(tl.int64) * 2 * I
+    acc_g = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    acc_u = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    for k0 in range(0, H, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        xk = tl.load(x_ptr + (pair // TOP_K) * H + ks, mask=ks < H, other=0.0).to(tl.float32)
+        w = _w_tile(w_ptr, w_desc, base + col0, base + n_out, k0, H, BLOCK_N, BLOCK_K, DESC)
+        acc_g += tl.sum(w.to(tl.float32) * xk[None, :], axis=1)
+        if FUSED:
+            w = _w_tile(w_ptr, w_desc, base + I + col0, base + 2 * I, k0, H, BLOCK_N, BLOCK_K, DESC)
+            acc_u += tl.sum(w.to(tl.float32) * xk[None, :], axis=1)
+    if FUSED:
+        acc_g = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
+    tl.store(h_ptr + pair * n_out + cols, acc_g.to(h_ptr.dtype.element_ty), mask=cols < n_out)
+
+
+@triton.jit
+def _pair_gemm2(
+    h_ptr,
+    ids_ptr,
+    weight_ptr,
+    w_ptr,
+    w_desc,
+    y_ptr,
+    H,
+    I,
+    TOP_K,
+    BLOCK_N: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    DESC: tl.constexpr,
+    COMBINE: tl.constexpr,
+    SPLIT_K: tl.constexpr,
+):
+    # down projection one pair at a time (COMBINE 0-2 as in _gemm2), or one token at a
+    # time summing its k pairs (3: the weighted gather-sum fused into the GEMM)
+    n_tiles = tl.cdiv(H, BLOCK_N)
+    tile = tl.program_id(0) // SPLIT_K
+    col0 = (tile % n_tiles) * BLOCK_N
+    cols = col0 + tl.arange(0, BLOCK_N)
+    k_span = tl.cdiv(tl.cdiv(I, BLOCK_K), SPLIT_K) * BLOCK_K
+    k_lo = (tl.program_id(0) % SPLIT_K) * k_span
+    k_hi = min(k_lo + k_span, I)
+    first = (tile // n_tiles).to(tl.int64)
+    n_pairs = 1
+    if COMBINE == 3:
+        first = first * TOP_K
+        n_pairs = TOP_K
+    acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    for pair in range(first, first + n_pairs):
+        base = tl.load(ids_ptr + pair).to(tl.int64) * H
+        part = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        for k0 in range(k_lo, k_hi, BLOCK_K):
+            ks = k0 + tl.arange(0, BLOCK_K)
+            hk = tl.load(h_ptr + pair * I + ks, mask=ks < k_hi, other=0.0).to(tl.float32)
+            w = _w_tile(w_ptr, w_desc, base + col0, base + H, k0, I, BLOCK_N, BLOCK_K, DESC)
+            part += tl.sum(w.to(tl.float32) * hk[None, :], axis=1)
+        if COMBINE != 1:
+            part = part * tl.load(weight_ptr + pair)
+        acc += part
+    if COMBINE == 2:
+        tl.atomic_add(y_ptr + (first // TOP_K) * H + cols, acc, mask=cols < H, sem="relaxed")
+    else:
+        out = first // TOP_K if COMBINE == 3 else first
+        tl.store(y_ptr + out * H + cols, acc.to(y_ptr.dtype.element_ty), mask=cols < H)
+
+
+@triton.jit
+def _silu_mul(g_ptr, h_ptr, I, BLOCK: tl.constexpr):
+    # the separate activation pass: h[p] = silu(gate[p]) · up[p] from the [P, 2I] product
+    pair = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    m = cols < I
+    g = tl.load(g_ptr + pair * 2 * I + cols, mask=m, other=0.0).to(tl.float32)
+    u = tl.load(g_ptr + pair * 2 * I + I + cols, mask=m, other=0.0).to(tl.float32)
+    tl.store(
+        h_ptr + pair * I + cols, (g / (1.0 + tl.exp(-g)) * u).to(h_ptr.dtype.element_ty), mask=m
+    )
+
+
+@triton.jit
+def _reduce(y_ptr, weight_ptr, out_ptr, H, TOP_K, BLOCK: tl.constexpr):
+    # out[t] = Σ_j w[t, j] · y[t·k + j], in float32
+    t = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for j in range(TOP_K):
+        w = tl.load(weight_ptr + t * TOP_K + j)
+        acc += w * tl.load(y_ptr + (t * TOP_K + j) * H + cols, mask=cols < H).to(tl.float32)
+    tl.store(out_ptr + t * H + cols, acc.to(out_ptr.dtype.element_ty), mask=cols < H)

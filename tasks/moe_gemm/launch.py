@@ -1,0 +1,292 @@
+"""Routing metadata and the launch table of rendered moe_gemm candidates (the second half).
+
+Each regime's row of CONFIGS picks how (token, expert) pairs reach the weights (one
+program per pair, or pairs sorted by expert in row blocks, padded or through a tile map),
+who builds the routing metadata (torch ops or one Triton kernel), where SiLU·mul happens,
+how the k results of a token are combined, whether the MMA operands are swapped, the
+program schedule, whether the weights are read through tensor descriptors, and the tiles.
+"""
+
+import torch
+import triton
+import triton.language as tl
+from triton.tools.tensor_descriptor import TensorDescriptor
+
+from tasks.moe_gemm.kernels import (
+    _gemm1,
+    _gemm2,
+    _pair_gemm1,
+    _pair_gemm2,
+    _reduce,
+    _silu_mul,
+)
+
+#: regime upper bounds in tokens per expert (T·k/E), and the plan's settings per regime
+REGIMES = [("tiny", 2.0), ("small", 16.0), ("medium", 128.0), ("large", 1e30)]
+CONFIGS: dict = {}
+
+COMBINES = {"rows": 0, "reduce": 1, "atomic": 2, "fused": 3}
+
+
+@triton.jit
+def _route(
+    ids_ptr,
+    order_ptr,
+    tiles_ptr,
+    nblk_ptr,
+    scratch_ptr,
+    P,
+    E,
+    MAX_BLOCKS,
+    BLOCK_M: tl.constexpr,
+    E_POW2: tl.constexpr,
+    TILEMAP: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
+    # all routing metadata in one program: counts, offsets, the sorted (and padded) order,
+    # the row blocks' experts (or tile map) and the number of row blocks
+    counts = tl.zeros((E_POW2,), dtype=tl.int32)
+    for p0 in range(0, P, CHUNK):
+        offs = p0 + tl.arange(0, CHUNK)
+        e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
+        counts += tl.histogram(e, E_POW2, mask=offs < P)
+    bins = tl.arange(0, E_POW2)
+    blocks = (counts + BLOCK_M - 1) // BLOCK_M
+    if TILEMAP:
+        start = tl.cumsum(counts, 0) - counts
+    else:
+        start = (tl.cumsum(blocks, 0) - blocks) * BLOCK_M
+        for r0 in range(0, MAX_BLOCKS * BLOCK_M, CHUNK):
+            rows = r0 + tl.arange(0, CHUNK)
+            tl.store(order_ptr + rows, P, mask=rows < MAX_BLOCKS * BLOCK_M)
+    block_end = tl.cumsum(blocks, 0)
+    tl.store(scratch_ptr + bins, start)  # the cursor each pair's slot is taken from
+    tl.store(scratch_ptr + E_POW2 + bins, start)
+    tl.store(scratch_ptr + 2 * E_POW2 + bins, counts)
+    tl.store(scratch_ptr + 3 * E_POW2 + bins, block_end - blocks)
+    tl.store(nblk_ptr, tl.sum(blocks, 0))
+    tl.debug_barrier()
+    for p0 in range(0, P, CHUNK):
+        offs = p0 + tl.arange(0, CHUNK)
+        e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
+        slot = tl.atomic_add(scratch_ptr + e, 1, mask=offs < P, sem="relaxed")
+        tl.store(order_ptr + slot, offs, mask=offs < P)
+    for b0 in range(0, MAX_BLOCKS, CHUNK):
+        b = b0 + tl.arange(0, CHUNK)
+        found = tl.sum((block_end[None, :] <= b[:, None]).to(tl.int32), axis=1)
+        expert = tl.minimum(found, E - 1)
+        if TILEMAP:
+            local = b - tl.load(scratch_ptr + 3 * E_POW2 + expert)
+            first = tl.load(scratch_ptr + E_POW2 + expert) + local * BLOCK_M
+            end = tl.load(scratch_ptr + E_POW2 + expert) + tl.load(
+                scratch_ptr + 2 * E_POW2 + expert
+            )
+            tl.store(tiles_ptr + 3 * b, first, mask=b < MAX_BLOCKS)
+            tl.store(tiles_ptr + 3 * b + 1, end, mask=b < MAX_BLOCKS)
+            tl.store(tiles_ptr + 3 * b + 2, expert, mask=b < MAX_BLOCKS)
+        else:
+            tl.store(tiles_ptr + b, expert, mask=b < MAX_BLOCKS)
+
+
+def _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap):
+    """The same metadata as `_route`, by torch ops (no host synchronization)."""
+    flat = ids.long()
+    dev = flat.device
+    order = torch.argsort(flat, stable=True)
+    counts = torch.zeros(experts, dtype=torch.long, device=dev)
+    counts.scatter_add_(0, flat, torch.ones_like(flat))
+    blocks = (counts + block_m - 1) // block_m
+    block_end = torch.cumsum(blocks, 0)
+    b = torch.arange(max_blocks, device=dev)
+    expert = torch.searchsorted(block_end, b, right=True).clamp_(max=experts - 1)
+    count_start = torch.cumsum(counts, 0) - counts
+    if tilemap:
+        first = count_start[expert] + (b - (block_end - blocks)[expert]) * block_m
+        end = count_start[expert] + counts[expert]
+        tiles = torch.stack([first, end, expert], 1).to(torch.int32)
+        return order.to(torch.int32), tiles, block_end[-1:].to(torch.int32)
+    expert_of = flat[order]
+    pad_start = (block_end - blocks) * block_m
+    rank = torch.arange(pairs, device=dev) - count_start[expert_of]
+    padded = torch.full((max_blocks * block_m,), pairs, dtype=torch.int32, device=dev)
+    padded[pad_start[expert_of] + rank] = order.to(torch.int32)
+    return padded, expert.to(torch.int32), block_end[-1:].to(torch.int32)
+
+
+_SMS: dict = {}
+
+
+def _programs(device, per_sm):
+    if device.type != "cuda":
+        return 4 * per_sm
+    if device not in _SMS:
+        _SMS[device] = torch.cuda.get_device_properties(device).multi_processor_count
+    return _SMS[device] * per_sm
+
+
+def _weights(w2d, c, n, k):
+    if c["weights"] == "descriptors":
+        return TensorDescriptor.from_tensor(w2d, [c[n], c[k]])
+    return w2d
+
+
+def _opts(c, which):
+    return {"num_warps": c[f"num_warps{which}"], "num_stages": c[f"num_stages{which}"]}
+
+
+def run(x, topk_ids, topk_weights, w1, w2):
+    tokens, hidden = x.shape
+    top_k = topk_ids.shape[1]
+    experts, two_i, _ = w1.shape
+    inter = two_i // 2
+    pairs = tokens * top_k
+    regime = next(name for name, upper in REGIMES if pairs / experts < upper)
+    c = CONFIGS[regime]
+    ids = topk_ids.reshape(-1).contiguous()
+    weights = topk_weights.reshape(-1).contiguous()
+    w1_2d, w2_2d = w1.view(experts * two_i, hidden), w2.view(experts * hidden, inter)
+    w1_arg = _weights(w1_2d, c, "BLOCK_N1", "BLOCK_K1")
+    w2_arg = _weights(w2_2d, c, "BLOCK_N2", "BLOCK_K2")
+    fused = c["epilogue"] == "fused"
+    desc = c["weights"] == "descriptors"
+    combine = COMBINES[c["combine"]]
+    width = inter if fused else two_i
+    h = torch.empty(pairs, width, dtype=x.dtype, device=x.device)
+    if c["combine"] == "atomic":
+        y = torch.zeros(tokens, hidden, dtype=torch.float32, device=x.device)
+    elif c["combine"] == "fused":
+        y = torch.empty(tokens, hidden, dtype=x.dtype, device=x.device)
+    else:
+        y = torch.empty(pairs, hidden, dtype=x.dtype, device=x.device)
+    if c["dispatch"] == "pair":
+        grid = (pairs * triton.cdiv(width, c["BLOCK_N1"]),)
+        _pair_gemm1[grid](
+            x,
+            ids,
+            w1_2d,
+            w1_arg,
+            h,
+            hidden,
+            inter,
+            top_k,
+            BLOCK_N=c["BLOCK_N1"],
+            BLOCK_K=c["BLOCK_K1"],
+            FUSED=fused,
+            DESC=desc,
+            **_opts(c, 1),
+        )
+    else:
+        tilemap = c["dispatch"] == "tilemap"
+        block_m = c["BLOCK_M"]
+        max_blocks = min(triton.cdiv(pairs, block_m) + experts, pairs)
+        if c["metadata"] == "triton":
+            e_pow2 = triton.next_power_of_2(experts)
+            order = torch.empty(
+                pairs if tilemap else max_blocks * block_m, dtype=torch.int32, device=x.device
+            )
+            tiles = torch.empty(
+                max_blocks * (3 if tilemap else 1), dtype=torch.int32, device=x.device
+            )
+            nblk = torch.empty(1, dtype=torch.int32, device=x.device)
+            scratch = torch.empty(4 * e_pow2, dtype=torch.int32, device=x.device)
+            _route[(1,)](
+                ids,
+                order,
+                tiles,
+                nblk,
+                scratch,
+                pairs,
+                experts,
+                max_blocks,
+                BLOCK_M=block_m,
+                E_POW2=e_pow2,
+                TILEMAP=tilemap,
+                CHUNK=256,
+                num_warps=4,
+            )
+        else:
+            order, tiles, nblk = _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap)
+        common = dict(
+            BLOCK_M=block_m,
+            GROUP_M=c["GROUP_M"],
+            TILEMAP=tilemap,
+            SWAP=bool(c["swap_ab"]),
+            DESC=desc,
+        )
+        persistent = c["schedule"] == "persistent"
+        tiles1 = max_blocks * triton.cdiv(width, c["BLOCK_N1"])
+        cap = _programs(x.device, c["PROGRAMS_PER_SM"]) if persistent else tiles1
+        _gemm1[(min(tiles1, cap),)](
+            x,
+            w1_2d,
+            w1_arg,
+            h,
+            order,
+            tiles,
+            nblk,
+            pairs,
+            hidden,
+            inter,
+            top_k,
+            BLOCK_N=c["BLOCK_N1"],
+            BLOCK_K=c["BLOCK_K1"],
+            FUSED=fused,
+            **common,
+            **_opts(c, 1),
+        )
+    if not fused:
+        act = torch.empty(pairs, inter, dtype=x.dtype, device=x.device)
+        _silu_mul[(pairs, triton.cdiv(inter, 1024))](h, act, inter, BLOCK=1024)
+        h = act
+    if c["dispatch"] == "pair":
+        rows = tokens if c["combine"] == "fused" else pairs
+        grid = (rows * triton.cdiv(hidden, c["BLOCK_N2"]) * c["SPLIT_K"],)
+        _pair_gemm2[grid](
+            h,
+            ids,
+            weights,
+            w2_2d,
+            w2_arg,
+            y,
+            hidden,
+            inter,
+            top_k,
+            BLOCK_N=c["BLOCK_N2"],
+            BLOCK_K=c["BLOCK_K2"],
+            DESC=desc,
+            COMBINE=combine,
+            SPLIT_K=c["SPLIT_K"],
+            **_opts(c, 2),
+        )
+    else:
+        tiles2 = max_blocks * triton.cdiv(hidden, c["BLOCK_N2"]) * c["SPLIT_K"]
+        cap = _programs(x.device, c["PROGRAMS_PER_SM"]) if persistent else tiles2
+        _gemm2[(min(tiles2, cap),)](
+            h,
+            w2_2d,
+            w2_arg,
+            y,
+            weights,
+            order,
+            tiles,
+            nblk,
+            pairs,
+            hidden,
+            inter,
+            top_k,
+            BLOCK_N=c["BLOCK_N2"],
+            BLOCK_K=c["BLOCK_K2"],
+            COMBINE=combine,
+            SPLIT_K=c["SPLIT_K"],
+            **common,
+            **_opts(c, 2),
+        )
+    if c["combine"] == "rows":
+        return y.view(tokens, top_k, hidden).sum(dim=1, dtype=torch.float32).to(x.dtype)
+    if c["combine"] == "reduce":
+        out = torch.empty(tokens, hidden, dtype=x.dtype, device=x.device)
+        _reduce[(tokens, triton.cdiv(hidden, 1024))](y, weights, out, hidden, top_k, BLOCK=1024)
+        return out
+    if c["combine"] == "atomic":
+        return y.to(x.dtype)
+    return y

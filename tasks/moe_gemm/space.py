@@ -1,0 +1,157 @@
+"""moe_gemm design space: structural decisions and tile knobs per token regime, the starting
+plan, static feasibility, and the canonical form of a plan's settings.
+
+Knobs ending in 1 belong to the gate/up GEMM, those ending in 2 to the down GEMM; BLOCK_M
+is shared because both GEMMs walk the same sorted row blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from ksearch.plan import DesignSpace, Param, ParamKind, Plan, Value
+from tasks.moe_gemm.cost import REGIMES
+
+KNOB = ParamKind.KNOB
+#: shared memory a Triton program may use on an H100 (227 KB), less room for the epilogue
+SMEM_BYTES = 232448 - 16 * 1024
+#: float32 values per thread beyond which a program spills registers
+MAX_PER_THREAD = 256
+
+SPACE_PARAMS = (
+    Param(
+        "dispatch",
+        ("padded", "tilemap", "pair"),
+        "padded",
+        doc="padded: pairs sorted by expert, each expert's run padded to BLOCK_M rows; "
+        "tilemap: sorted without padding, row blocks listed in a tile map; "
+        "pair: one program per (token, expert) pair, matrix-vector products, no sorting",
+    ),
+    Param(
+        "metadata",
+        ("torch", "triton"),
+        "torch",
+        doc="routing metadata (sorted order, row blocks' experts) by about ten torch ops, "
+        "or by one single-program Triton kernel",
+    ),
+    Param(
+        "epilogue",
+        ("fused", "separate"),
+        "fused",
+        doc="fused: gate and up tiles in one program, SiLU·mul in its epilogue; "
+        "separate: the [P, 2I] product written out, then an activation pass",
+    ),
+    Param(
+        "combine",
+        ("rows", "reduce", "atomic", "fused"),
+        "rows",
+        doc="rows: weighted row per pair, summed by torch; reduce: one Triton gather-sum "
+        "kernel; atomic: float32 atomic adds per token; fused (pair dispatch): one program "
+        "per token sums its k pairs inside the down GEMM",
+    ),
+    Param(
+        "swap_ab",
+        (False, True),
+        False,
+        doc="compute (W·Xᵀ)ᵀ so the weights fill the MMA's M side when few rows share an expert",
+    ),
+    Param(
+        "schedule",
+        ("grouped", "persistent"),
+        "grouped",
+        doc="grouped: one program per tile in GROUP_M order; persistent: PROGRAMS_PER_SM "
+        "programs per SM loop over the tiles",
+    ),
+    Param(
+        "weights",
+        ("pointers", "descriptors"),
+        "pointers",
+        doc="weight tiles loaded by pointer arithmetic, or through tensor descriptors (TMA)",
+    ),
+    Param("BLOCK_M", (16, 32, 64, 128), 64, KNOB, "rows (pairs) per row block"),
+    Param("BLOCK_N1", (16, 32, 64, 128, 256), 64, KNOB, "gate/up output columns per program"),
+    Param("BLOCK_K1", (32, 64, 128, 256), 64, KNOB, "gate/up reduction step over H"),
+    Param("num_warps1", (2, 4, 8), 4, KNOB, "warps of the gate/up program"),
+    Param("num_stages1", (2, 3, 4, 5), 4, KNOB, "gate/up software pipeline depth"),
+    Param("BLOCK_N2", (16, 32, 64, 128, 256), 128, KNOB, "down output columns per program"),
+    Param("BLOCK_K2", (32, 64, 128, 256), 64, KNOB, "down reduction step over I"),
+    Param("num_warps2", (2, 4, 8), 4, KNOB, "warps of the down program"),
+    Param("num_stages2", (2, 3, 4, 5), 4, KNOB, "down software pipeline depth"),
+    Param("GROUP_M", (1, 4, 8, 16, 32), 8, KNOB, "row blocks sharing a weight column stripe"),
+    Param("SPLIT_K", (1, 2, 4, 8), 1, KNOB, "slices of the down GEMM's reduction (atomic only)"),
+    Param("PROGRAMS_PER_SM", (1, 2, 4), 1, KNOB, "occupancy of the persistent grid"),
+)
+
+_SMALL_TILES = {"BLOCK_M": 16, "BLOCK_N1": 64, "BLOCK_K1": 128, "BLOCK_N2": 64,
+                "BLOCK_K2": 128, "GROUP_M": 1}  # fmt: skip
+_LARGE_TILES = {"BLOCK_M": 128, "BLOCK_N1": 64, "BLOCK_K1": 64, "num_warps1": 8,
+                "num_stages1": 3, "BLOCK_N2": 128, "num_warps2": 8, "num_stages2": 3}  # fmt: skip
+#: the starting plan: the template's structure with tiles a kernel engineer would pick first
+START: dict[str, dict[str, Value]] = {
+    "tiny": _SMALL_TILES,
+    "small": _SMALL_TILES,
+    "medium": {},
+    "large": _LARGE_TILES,
+}
+
+SPACE = DesignSpace(
+    params=SPACE_PARAMS,
+    regimes=tuple(name for name, _ in REGIMES),
+    start=tuple((r, p, v) for r, row in START.items() for p, v in row.items()),
+)
+
+#: settings a pair-dispatch program never reads
+_SORTED_ONLY = ("metadata", "swap_ab", "schedule", "BLOCK_M", "GROUP_M", "PROGRAMS_PER_SM")
+
+
+def canonical(plan: Plan) -> Plan:
+    """`plan` with settings that have no effect reset to the starting plan's, so plans that
+    differ only there render the same code (and are measured once)."""
+    root = SPACE.root()
+    table = plan.table()
+    for regime, row in table.items():
+        unused = list(_SORTED_ONLY) if row["dispatch"] == "pair" else []
+        if row["schedule"] != "persistent":
+            unused.append("PROGRAMS_PER_SM")
+        for name in unused:
+            row[name] = root.get(name, regime)
+    return Plan.of(table)
+
+
+def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
+    """Why one regime's settings cannot compile or cannot be right, or None."""
+    if s["combine"] == "fused" and s["dispatch"] != "pair":
+        return f"{regime}: combine=fused needs dispatch=pair"
+    if int(s["SPLIT_K"]) > 1 and s["combine"] != "atomic":
+        return f"{regime}: SPLIT_K={s['SPLIT_K']} needs combine=atomic to add the slices"
+    fused = 2 if s["epilogue"] == "fused" else 1
+    n1, k1, w1 = int(s["BLOCK_N1"]), int(s["BLOCK_K1"]), int(s["num_warps1"])
+    n2, k2, w2 = int(s["BLOCK_N2"]), int(s["BLOCK_K2"]), int(s["num_warps2"])
+    if s["dispatch"] == "pair":
+        for gemm, values in (
+            ("gate/up", fused * n1 * k1 // (w1 * 32)),
+            ("down", n2 * k2 // (w2 * 32)),
+        ):
+            if values > MAX_PER_THREAD:
+                return f"{regime}: the {gemm} weight tile holds {values} values per thread"
+        return None
+    m = int(s["BLOCK_M"])
+    for gemm, smem in (
+        ("gate/up", int(s["num_stages1"]) * (m + fused * n1) * k1 * 2),
+        ("down", int(s["num_stages2"]) * (m + n2) * k2 * 2),
+    ):
+        if smem > SMEM_BYTES:
+            return f"{regime}: the {gemm} pipeline needs {smem // 1024} KB of shared memory"
+    for gemm, acc in (("gate/up", fused * m * n1 // (w1 * 32)), ("down", m * n2 // (w2 * 32))):
+        if acc > MAX_PER_THREAD:
+            return f"{regime}: the {gemm} accumulators need {acc} registers per thread"
+    return None
+
+
+def infeasible(plan: Plan) -> str | None:
+    """The first reason any regime of `plan` cannot work, or None."""
+    for regime, settings in plan.table().items():
+        reason = infeasible_settings(regime, settings)
+        if reason:
+            return reason
+    return None
