@@ -16,6 +16,7 @@ from ksearch.task import Prior, Workload
 from tasks.moe_gemm import cost, priors, render, space, suites
 
 HERE = Path(__file__).parent
+HEADLINE = suites.HEADLINE
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class MoeGemm:
         default_factory=lambda: {
             "smoke": suites.SMOKE,
             "default": suites.DEFAULT,
+            "cells": suites.CELLS,
             "full": suites.FULL,
         }
     )
@@ -34,6 +36,15 @@ class MoeGemm:
     spec: Path = HERE / "spec.md"
     space: DesignSpace | None = space.SPACE
     impossible_margin: float = 1.5
+    #: the 16 cells of ../shared/GPU.md's peer numbers
+    headline: tuple[str, ...] = HEADLINE
+    #: peers `ksearch.bench` times when their package imports: label -> (package, adapter)
+    peers: Mapping[str, tuple[str, Path]] = field(
+        default_factory=lambda: {
+            "liger": ("liger_kernel", HERE / "peers" / "liger.py"),
+            "vllm": ("vllm", HERE / "peers" / "vllm.py"),
+        }
+    )
 
     def make_inputs(self, workload: Workload, seed: int, device: str) -> dict[str, Any]:
         return suites.make_inputs(workload, seed, device)

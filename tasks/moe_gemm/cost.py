@@ -8,8 +8,15 @@ from ksearch.plan import Plan
 from ksearch.task import Workload
 
 _BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
-#: regimes by tokens per expert (T·k/E), upper bounds
-REGIMES = (("tiny", 2.0), ("small", 16.0), ("medium", 128.0), ("large", float("inf")))
+#: regimes by tokens per expert (T·k/E), upper bounds: decode steps (every pair its own
+#: expert), a few rows per expert, row blocks of 16-64, memory to compute bound, compute bound
+REGIMES = (
+    ("tiny", 0.5),
+    ("small", 4.0),
+    ("medium", 32.0),
+    ("large", 128.0),
+    ("huge", float("inf")),
+)
 
 
 def tokens_per_expert(w: Workload) -> float:

@@ -12,10 +12,12 @@ import ast
 from pathlib import Path
 
 from ksearch.plan import Plan, header
+from tasks.moe_gemm.cost import REGIMES
 from tasks.moe_gemm.space import canonical
 
 HERE = Path(__file__).parent
 _CONFIGS = "CONFIGS: dict = {}"
+_REGIMES = "REGIMES: list = []"
 
 
 def _without_docstring_and_imports(source: str) -> str:
@@ -36,11 +38,13 @@ def render(plan: Plan) -> str:
     plan = canonical(plan)
     kernels = (HERE / "kernels.py").read_text()
     launch = _without_docstring_and_imports((HERE / "launch.py").read_text())
-    if _CONFIGS not in launch:
-        raise RuntimeError(f"launch.py lost its {_CONFIGS!r} line")
+    for line in (_CONFIGS, _REGIMES):
+        if line not in launch:
+            raise RuntimeError(f"launch.py lost its {line!r} line")
+    bounds = [(name, upper if upper != float("inf") else 1e30) for name, upper in REGIMES]
     rows = "".join(f"    {regime!r}: {row!r},\n" for regime, row in plan.table().items())
     table = "{\n" + rows + "}"
-    launch = launch.replace(_CONFIGS, f"CONFIGS = {table}")
+    launch = launch.replace(_CONFIGS, f"CONFIGS = {table}").replace(_REGIMES, f"REGIMES = {bounds}")
     imports = "from triton.tools.tensor_descriptor import TensorDescriptor\nimport torch\n"
     return (
         header(plan)

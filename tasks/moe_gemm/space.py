@@ -82,17 +82,21 @@ SPACE_PARAMS = (
     Param("PROGRAMS_PER_SM", (1, 2, 4), 1, KNOB, "occupancy of the persistent grid"),
 )
 
-_SMALL_TILES = {"BLOCK_M": 16, "BLOCK_N1": 64, "BLOCK_K1": 128, "BLOCK_N2": 64,
-                "BLOCK_K2": 128, "GROUP_M": 1}  # fmt: skip
-_LARGE_TILES = {"BLOCK_M": 128, "BLOCK_N1": 64, "BLOCK_K1": 64, "num_warps1": 8,
-                "num_stages1": 3, "BLOCK_N2": 128, "num_warps2": 8, "num_stages2": 3}  # fmt: skip
-#: the starting plan: the template's structure with tiles a kernel engineer would pick first
+#: the starting plan: what a kernel engineer would try first in each regime. Decode steps:
+#: one matrix-vector program per pair, float32 atomics over K slices (enough programs for
+#: the bandwidth, no sorting); few rows per expert: 16-row blocks; many: larger tiles; and
+#: one Triton kernel for the routing metadata until the pairs outgrow a single program.
 START: dict[str, dict[str, Value]] = {
-    "tiny": _SMALL_TILES,
-    "small": _SMALL_TILES,
-    "medium": {},
-    "large": _LARGE_TILES,
-}
+    "tiny": {"dispatch": "pair", "combine": "atomic", "SPLIT_K": 2, "BLOCK_N1": 32,
+             "BLOCK_K1": 256, "BLOCK_N2": 32, "BLOCK_K2": 256},
+    "small": {"metadata": "triton", "BLOCK_M": 16, "BLOCK_N1": 64, "BLOCK_K1": 128,
+              "BLOCK_N2": 64, "BLOCK_K2": 128, "GROUP_M": 1},
+    "medium": {"metadata": "triton"},
+    "large": {"metadata": "triton", "BLOCK_M": 128, "num_warps1": 8, "num_stages1": 3,
+              "num_warps2": 8, "num_stages2": 3},
+    "huge": {"BLOCK_M": 128, "BLOCK_N1": 128, "num_warps1": 8, "weights": "descriptors",
+             "BLOCK_N2": 128, "num_warps2": 8, "num_stages2": 3},
+}  # fmt: skip
 
 SPACE = DesignSpace(
     params=SPACE_PARAMS,

@@ -58,6 +58,9 @@ DEFAULT = tuple(
     for shape in SHAPES
     for n, t in enumerate((1, 16, 64, 256, 1024, 4096))
 )
+#: the 16 cells of ../shared/GPU.md's peer numbers: 4 layers × T ∈ {1, 16, 256, 4096}
+CELLS = tuple(w for w in DEFAULT if w["T"] in (1, 16, 256, 4096))
+HEADLINE = tuple(w.name for w in CELLS)
 # full: the default suite, long prefills, odd token counts, skewed routing, held-out layers
 FULL = (
     *DEFAULT,
