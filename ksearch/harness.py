@@ -34,6 +34,11 @@ from ksearch.workers import STARTUP_TIMEOUT, Workers
 log = logging.getLogger(__name__)
 
 
+#: share of the device's memory all compile workers together may hold, so that the
+#: evaluation being timed never runs out of memory because candidates compile beside it
+COMPILE_MEMORY = 0.4
+
+
 def content_hash(source: str) -> str:
     """A candidate's identity: 16 hex digits of the SHA-256 of its source."""
     return hashlib.sha256(source.encode()).hexdigest()[:16]
@@ -167,7 +172,9 @@ class Harness:
         """Fill Triton's kernel cache for `source` in a compile worker (best effort: the
         evaluation compiles whatever this did not)."""
         _, path = self._write(source)
-        _, why = self.workers.run("compile", self._job("compile", path), None)
+        job = self._job("compile", path)
+        job["memory_fraction"] = COMPILE_MEMORY / max(self.config.compile_workers, 1)
+        _, why = self.workers.run("compile", job, None)
         if why is not None:
             log.debug("compiling ahead failed: %s", why[1])
 

@@ -74,6 +74,8 @@ def view(
         status = "" if last is None else f" last {last.status.value}"
         if last is not None and last.status is NodeStatus.PASSED and last.value is not None:
             status += f" {math.exp(last.value):.3f}×"
+        elif last is not None and last.reason:
+            status += f" ({last.reason[:120]})"
         console.print(f"[{p.evaluations}/{p.budget}] best {_best(p)}{status}", highlight=False)
 
     return nullcontext(), line

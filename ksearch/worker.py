@@ -232,7 +232,9 @@ class Worker:
             return {"error": ("compile_error", f"import failed: {type(e).__name__}: {e}")}
         try:
             if kind == "compile":
-                return self.compile_only(module, task, workloads, device)
+                return self.compile_only(
+                    module, task, workloads, device, job.get("memory_fraction")
+                )
             return self.evaluate(job, module, task, workloads, device)
         finally:
             sys.modules.pop(module.__name__, None)
@@ -253,10 +255,25 @@ class Worker:
             info.update(free_mb=free >> 20, total_mb=total >> 20)
         return {"health": info}
 
-    def compile_only(self, module: Any, task: Task, workloads: list[Workload], device: str):
+    def compile_only(
+        self,
+        module: Any,
+        task: Task,
+        workloads: list[Workload],
+        device: str,
+        memory_fraction: float | None = None,
+    ) -> dict[str, Any]:
         """Call the candidate once per workload with Triton's launches turned into compiles,
-        filling the kernel cache the timing worker reads; nothing is checked or timed."""
+        filling the kernel cache the timing worker reads; nothing is checked or timed. On
+        the GPU it holds at most `memory_fraction` of the device's memory and gives its
+        cached blocks back after each workload (a workload that does not fit is left to
+        the evaluation to compile)."""
+        import torch
         from triton.runtime.jit import JITFunction
+
+        cuda = device == "cuda"
+        if cuda and memory_fraction:
+            torch.cuda.set_per_process_memory_fraction(memory_fraction)
 
         original = JITFunction.run
 
@@ -272,6 +289,8 @@ class Worker:
                     done += 1
                 except Exception as e:
                     errors.append(f"{w.name}: {type(e).__name__}: {e}"[:200])
+                if cuda:
+                    torch.cuda.empty_cache()
         finally:
             JITFunction.run = original
         return {"compiled": done, "errors": errors}
