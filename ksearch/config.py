@@ -74,6 +74,7 @@ def search_config(cfg: DictConfig) -> SearchConfig:
         seed=int(cfg.seed),
         repair_attempts=int(s.repair_attempts),
         finalists=int(s.finalists),
+        time_limit=None if s.get("time_limit") is None else float(s.time_limit),
         mcts=MctsKnobs(
             c_puct=float(m.c_puct),
             widen_k=float(m.widen_k),

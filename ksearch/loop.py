@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import random
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -42,12 +43,16 @@ class SearchConfig:
     mcts: MctsKnobs = field(default_factory=MctsKnobs)
     repair_attempts: int = 0
     finalists: int = 3
+    #: seconds after which this run starts no new evaluation (in-flight ones finish)
+    time_limit: float | None = None
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown search strategy {self.strategy!r}; choose from {STRATEGIES}")
         if self.budget < 1:
             raise ValueError(f"search.budget must be at least 1, got {self.budget}")
+        if self.time_limit is not None and self.time_limit <= 0:
+            raise ValueError(f"search.time_limit must be positive seconds, got {self.time_limit}")
 
 
 @dataclass(slots=True)
@@ -129,14 +134,23 @@ class Search:
     # -- the loop ----------------------------------------------------------------------------
 
     def run(self) -> Tree:
-        """Search until the budget is spent or no plan is left; returns the final tree."""
+        """Search until the budget or the time limit is spent, or no plan is left; returns
+        the final tree."""
         queue: deque[Work] = deque()
         self._event(
             "resumed" if self.replaying_until >= 0 else "started", budget=self.config.budget
         )
+        limit = self.config.time_limit
+        deadline = None if limit is None else time.monotonic() + limit
+        timed_out = False
         try:
             while True:
                 while len(queue) < self.workers and self.counted < self.config.budget:
+                    if deadline is not None and self.applied > 0 and time.monotonic() > deadline:
+                        if not timed_out:
+                            self._event("time_limit", seconds=limit, evaluations=self.counted)
+                        timed_out = True
+                        break
                     work = self._next()
                     if work is None:
                         break

@@ -39,9 +39,10 @@ def search(
     store: Store | None = None,
     workers: int = 1,
     scorer: LandscapeScorer | None = None,
+    overrides: tuple[str, ...] = (),
 ):
     """Run one search on landscape `seed`; returns (tree, landscape, scorer)."""
-    config, knobs = defaults(strategy, seed, budget)
+    config, knobs = defaults(strategy, seed, budget, *overrides)
     landscape = Landscape.draw(seed)
     scorer = scorer or LandscapeScorer(landscape)
     wm = BuiltinWorldModel(LandscapeTask(), WORKLOADS, knobs=knobs)

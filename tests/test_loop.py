@@ -1,10 +1,15 @@
 """The search loop with a fake scorer: budget, determinism, workers, resume, persistence."""
 
 import json
+import time
 
+import pytest
+
+from ksearch.loop import SearchConfig
 from ksearch.replay import load
 from ksearch.store import Store
 
+from landscape import Landscape, LandscapeScorer
 from search_helpers import search
 
 
@@ -70,3 +75,31 @@ def test_replay_rebuilds_the_tree_and_steps_back(tmp_path):
     measured = [n for n in early["nodes"] if n["score"] is not None]
     assert len({n["candidate"] for n in measured}) == 4
     json.dumps(early)
+
+
+class SlowScorer(LandscapeScorer):
+    """Takes `delay` seconds per candidate, as a GPU would."""
+
+    def __init__(self, landscape, delay):
+        super().__init__(landscape)
+        self.delay = delay
+
+    def submit(self, source, *, screen=True):
+        time.sleep(self.delay)
+        return super().submit(source, screen=screen)
+
+
+def test_a_time_limit_stops_new_evaluations_and_the_run_still_ends_with_a_best(tmp_path):
+    scorer = SlowScorer(Landscape.draw(4), delay=0.05)
+    store = Store(tmp_path / "search.db")
+    tree, _, _ = search(
+        "mcts", 4, 200, store=store, scorer=scorer, overrides=("search.time_limit=0.5",)
+    )
+    assert 3 <= len(scorer.calls) < 40  # about 0.5 s / 0.05 s, far below the budget
+    assert tree.best_node() is not None
+    assert any(e["kind"] == "time_limit" for e in store.events())
+
+
+def test_a_time_limit_must_be_positive():
+    with pytest.raises(ValueError, match="time_limit"):
+        SearchConfig(time_limit=0)
