@@ -135,10 +135,11 @@ def estimate(plan: Plan | None, w: Workload) -> float:
                 return min(tiles, SMS * int(s["PROGRAMS_PER_SM"]))
             return tiles
 
-        if s["metadata"] == "triton":
-            total += LAUNCH_US + 1.2e-3 * p
-        else:
-            total += LAUNCH_US * TORCH_METADATA_OPS[str(s["dispatch"])] + 1e6 * p * 24 / bw
+        total += {
+            "triton": LAUNCH_US + 5e-3 * p,  # one program walks every pair twice
+            "parallel": 4 * LAUNCH_US + 1e6 * p * 16 / bw,  # three kernels and a memset
+            "torch": LAUNCH_US * TORCH_METADATA_OPS[str(s["dispatch"])] + 2e-3 * p,
+        }[str(s["metadata"])]
         total += gemm(rows, 2 * i, h, touched * w1_bytes * reread, p * (h + width) * b,
                       programs(width, n1), n1, k1, w1, s1,
                       mma(n1, k1, w1, s1, 2 if fused else 1))  # fmt: skip

@@ -30,6 +30,49 @@ COMBINES = {"rows": 0, "reduce": 1, "atomic": 2, "fused": 3}
 
 
 @triton.jit
+def _route_tables(
+    counts,
+    scratch_ptr,
+    tiles_ptr,
+    nblk_ptr,
+    E,
+    MAX_BLOCKS,
+    BLOCK_M: tl.constexpr,
+    E_POW2: tl.constexpr,
+    TILEMAP: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
+    # from the pairs per expert: each expert's first slot (the scatter's cursor), the row
+    # blocks' experts (or tile map) and the number of row blocks
+    bins = tl.arange(0, E_POW2)
+    blocks = (counts + BLOCK_M - 1) // BLOCK_M
+    block_end = tl.cumsum(blocks, 0)
+    if TILEMAP:
+        start = tl.cumsum(counts, 0) - counts
+    else:
+        start = (block_end - blocks) * BLOCK_M
+    tl.store(scratch_ptr + bins, start)
+    tl.store(scratch_ptr + E_POW2 + bins, start)
+    tl.store(scratch_ptr + 2 * E_POW2 + bins, counts)
+    tl.store(scratch_ptr + 3 * E_POW2 + bins, block_end - blocks)
+    tl.store(nblk_ptr, tl.sum(blocks, 0))
+    tl.debug_barrier()
+    for b0 in range(0, MAX_BLOCKS, CHUNK):
+        b = b0 + tl.arange(0, CHUNK)
+        found = tl.sum((block_end[None, :] <= b[:, None]).to(tl.int32), axis=1)
+        expert = tl.minimum(found, E - 1)
+        if TILEMAP:
+            local = b - tl.load(scratch_ptr + 3 * E_POW2 + expert)
+            first = tl.load(scratch_ptr + E_POW2 + expert)
+            end = first + tl.load(scratch_ptr + 2 * E_POW2 + expert)
+            tl.store(tiles_ptr + 3 * b, first + local * BLOCK_M, mask=b < MAX_BLOCKS)
+            tl.store(tiles_ptr + 3 * b + 1, end, mask=b < MAX_BLOCKS)
+            tl.store(tiles_ptr + 3 * b + 2, expert, mask=b < MAX_BLOCKS)
+        else:
+            tl.store(tiles_ptr + b, expert, mask=b < MAX_BLOCKS)
+
+
+@triton.jit
 def _route(
     ids_ptr,
     order_ptr,
@@ -44,49 +87,65 @@ def _route(
     TILEMAP: tl.constexpr,
     CHUNK: tl.constexpr,
 ):
-    # all routing metadata in one program: counts, offsets, the sorted (and padded) order,
-    # the row blocks' experts (or tile map) and the number of row blocks
+    # all routing metadata in one program: padding, counts, tables, the sorted order
+    if not TILEMAP:
+        for r0 in range(0, MAX_BLOCKS * BLOCK_M, CHUNK):
+            rows = r0 + tl.arange(0, CHUNK)
+            tl.store(order_ptr + rows, P, mask=rows < MAX_BLOCKS * BLOCK_M)
     counts = tl.zeros((E_POW2,), dtype=tl.int32)
     for p0 in range(0, P, CHUNK):
         offs = p0 + tl.arange(0, CHUNK)
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
         counts += tl.histogram(e, E_POW2, mask=offs < P)
-    bins = tl.arange(0, E_POW2)
-    blocks = (counts + BLOCK_M - 1) // BLOCK_M
-    if TILEMAP:
-        start = tl.cumsum(counts, 0) - counts
-    else:
-        start = (tl.cumsum(blocks, 0) - blocks) * BLOCK_M
-        for r0 in range(0, MAX_BLOCKS * BLOCK_M, CHUNK):
-            rows = r0 + tl.arange(0, CHUNK)
-            tl.store(order_ptr + rows, P, mask=rows < MAX_BLOCKS * BLOCK_M)
-    block_end = tl.cumsum(blocks, 0)
-    tl.store(scratch_ptr + bins, start)  # the cursor each pair's slot is taken from
-    tl.store(scratch_ptr + E_POW2 + bins, start)
-    tl.store(scratch_ptr + 2 * E_POW2 + bins, counts)
-    tl.store(scratch_ptr + 3 * E_POW2 + bins, block_end - blocks)
-    tl.store(nblk_ptr, tl.sum(blocks, 0))
-    tl.debug_barrier()
+    _route_tables(
+        counts, scratch_ptr, tiles_ptr, nblk_ptr, E, MAX_BLOCKS, BLOCK_M, E_POW2, TILEMAP, CHUNK
+    )
     for p0 in range(0, P, CHUNK):
         offs = p0 + tl.arange(0, CHUNK)
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
         slot = tl.atomic_add(scratch_ptr + e, 1, mask=offs < P, sem="relaxed")
         tl.store(order_ptr + slot, offs, mask=offs < P)
-    for b0 in range(0, MAX_BLOCKS, CHUNK):
-        b = b0 + tl.arange(0, CHUNK)
-        found = tl.sum((block_end[None, :] <= b[:, None]).to(tl.int32), axis=1)
-        expert = tl.minimum(found, E - 1)
-        if TILEMAP:
-            local = b - tl.load(scratch_ptr + 3 * E_POW2 + expert)
-            first = tl.load(scratch_ptr + E_POW2 + expert) + local * BLOCK_M
-            end = tl.load(scratch_ptr + E_POW2 + expert) + tl.load(
-                scratch_ptr + 2 * E_POW2 + expert
-            )
-            tl.store(tiles_ptr + 3 * b, first, mask=b < MAX_BLOCKS)
-            tl.store(tiles_ptr + 3 * b + 1, end, mask=b < MAX_BLOCKS)
-            tl.store(tiles_ptr + 3 * b + 2, expert, mask=b < MAX_BLOCKS)
-        else:
-            tl.store(tiles_ptr + b, expert, mask=b < MAX_BLOCKS)
+
+
+@triton.jit
+def _route_count(
+    ids_ptr, order_ptr, counts_ptr, P, PADDED, E_POW2: tl.constexpr, CHUNK: tl.constexpr
+):
+    # parallel routing, step 1 of 3: padding of one chunk of the order, pairs per expert
+    offs = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
+    tl.store(order_ptr + offs, P, mask=offs < PADDED)
+    e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
+    hist = tl.histogram(e, E_POW2, mask=offs < P)
+    tl.atomic_add(counts_ptr + tl.arange(0, E_POW2), hist, mask=hist > 0, sem="relaxed")
+
+
+@triton.jit
+def _route_plan(
+    counts_ptr,
+    scratch_ptr,
+    tiles_ptr,
+    nblk_ptr,
+    E,
+    MAX_BLOCKS,
+    BLOCK_M: tl.constexpr,
+    E_POW2: tl.constexpr,
+    TILEMAP: tl.constexpr,
+    CHUNK: tl.constexpr,
+):
+    # step 2 of 3: the tables, in one program
+    counts = tl.load(counts_ptr + tl.arange(0, E_POW2))
+    _route_tables(
+        counts, scratch_ptr, tiles_ptr, nblk_ptr, E, MAX_BLOCKS, BLOCK_M, E_POW2, TILEMAP, CHUNK
+    )
+
+
+@triton.jit
+def _route_scatter(ids_ptr, order_ptr, scratch_ptr, P, CHUNK: tl.constexpr):
+    # step 3 of 3: each pair takes the next slot of its expert
+    offs = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
+    e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
+    slot = tl.atomic_add(scratch_ptr + e, 1, mask=offs < P, sem="relaxed")
+    tl.store(order_ptr + slot, offs, mask=offs < P)
 
 
 def _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap):
@@ -180,31 +239,30 @@ def run(x, topk_ids, topk_weights, w1, w2):
         tilemap = c["dispatch"] == "tilemap"
         block_m = c["BLOCK_M"]
         max_blocks = min(triton.cdiv(pairs, block_m) + experts, pairs)
-        if c["metadata"] == "triton":
+        if c["metadata"] in ("triton", "parallel"):
             e_pow2 = triton.next_power_of_2(experts)
-            order = torch.empty(
-                pairs if tilemap else max_blocks * block_m, dtype=torch.int32, device=x.device
-            )
+            padded = 0 if tilemap else max_blocks * block_m
+            order = torch.empty(max(pairs, padded), dtype=torch.int32, device=x.device)
             tiles = torch.empty(
                 max_blocks * (3 if tilemap else 1), dtype=torch.int32, device=x.device
             )
             nblk = torch.empty(1, dtype=torch.int32, device=x.device)
             scratch = torch.empty(4 * e_pow2, dtype=torch.int32, device=x.device)
-            _route[(1,)](
-                ids,
-                order,
-                tiles,
-                nblk,
-                scratch,
-                pairs,
-                experts,
-                max_blocks,
-                BLOCK_M=block_m,
-                E_POW2=e_pow2,
-                TILEMAP=tilemap,
-                CHUNK=256,
-                num_warps=4,
-            )
+            shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap)
+            if c["metadata"] == "triton":
+                _route[(1,)](
+                    ids, order, tiles, nblk, scratch, pairs, experts, max_blocks,
+                    CHUNK=256, **shape, num_warps=4,
+                )  # fmt: skip
+            else:
+                counts = torch.zeros(e_pow2, dtype=torch.int32, device=x.device)
+                grid = (triton.cdiv(max(pairs, padded), 1024),)
+                _route_count[grid](ids, order, counts, pairs, padded, E_POW2=e_pow2, CHUNK=1024)
+                _route_plan[(1,)](
+                    counts, scratch, tiles, nblk, experts, max_blocks, CHUNK=256, **shape
+                )
+                grid = (triton.cdiv(pairs, 1024),)
+                _route_scatter[grid](ids, order, scratch, pairs, CHUNK=1024)
         else:
             order, tiles, nblk = _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap)
         common = dict(

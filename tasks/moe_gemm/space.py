@@ -29,10 +29,11 @@ SPACE_PARAMS = (
     ),
     Param(
         "metadata",
-        ("torch", "triton"),
+        ("torch", "triton", "parallel"),
         "torch",
         doc="routing metadata (sorted order, row blocks' experts) by about ten torch ops, "
-        "or by one single-program Triton kernel",
+        "by one single-program Triton kernel, or by three Triton kernels over the pairs "
+        "(counts, tables, scatter)",
     ),
     Param(
         "epilogue",
@@ -84,18 +85,18 @@ SPACE_PARAMS = (
 
 #: the starting plan: what a kernel engineer would try first in each regime. Decode steps:
 #: one matrix-vector program per pair, float32 atomics over K slices (enough programs for
-#: the bandwidth, no sorting); few rows per expert: 16-row blocks; many: larger tiles; and
-#: one Triton kernel for the routing metadata until the pairs outgrow a single program.
+#: the bandwidth, no sorting); few rows per expert: 16-row blocks; many: larger tiles; the
+#: routing metadata by one Triton program while the pairs are few, by three kernels after.
 START: dict[str, dict[str, Value]] = {
-    "tiny": {"dispatch": "pair", "combine": "atomic", "SPLIT_K": 2, "BLOCK_N1": 32,
+    "tiny": {"dispatch": "pair", "combine": "atomic", "SPLIT_K": 2, "BLOCK_N1": 16,
              "BLOCK_K1": 256, "BLOCK_N2": 32, "BLOCK_K2": 256},
     "small": {"metadata": "triton", "BLOCK_M": 16, "BLOCK_N1": 64, "BLOCK_K1": 128,
               "BLOCK_N2": 64, "BLOCK_K2": 128, "GROUP_M": 1},
     "medium": {"metadata": "triton"},
-    "large": {"metadata": "triton", "BLOCK_M": 128, "num_warps1": 8, "num_stages1": 3,
+    "large": {"metadata": "parallel", "BLOCK_M": 128, "num_warps1": 8, "num_stages1": 3,
               "num_warps2": 8, "num_stages2": 3},
-    "huge": {"BLOCK_M": 128, "BLOCK_N1": 128, "num_warps1": 8, "weights": "descriptors",
-             "BLOCK_N2": 128, "num_warps2": 8, "num_stages2": 3},
+    "huge": {"metadata": "parallel", "BLOCK_M": 128, "BLOCK_N1": 128, "num_warps1": 8,
+             "weights": "descriptors", "BLOCK_N2": 128, "num_warps2": 8, "num_stages2": 3},
 }  # fmt: skip
 
 SPACE = DesignSpace(
