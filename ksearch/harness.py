@@ -241,6 +241,12 @@ class Harness:
         """The worker's rows with the checker's verdicts; rows are in suite order."""
         rows = []
         by_name = {r["name"]: r for r in raw}
+        stopped = next((r for r in raw if r["status"] != "passed"), None)
+        untimed = (
+            "not timed: behind the best on the screening workloads"
+            if stopped is None
+            else f"not timed: timing stopped at {stopped['name']} ({stopped['status']})"
+        )
         for w in self.workloads:
             r = by_name.get(w.name)
             if r is None:
@@ -253,7 +259,7 @@ class Harness:
                 elif v.status != "passed":
                     r.update(status=v.status, reason=v.reason)
                 elif self.config.mode == "gpu" and r.get("latency_us") is None:
-                    r.setdefault("reason", "not timed: behind the best on the screening workloads")
+                    r.setdefault("reason", untimed)
             if v is not None:
                 r["max_error"] = v.max_error
             r["status"] = Status(r["status"])

@@ -119,3 +119,25 @@ def test_secrets_in_the_environment_do_not_reach_the_candidate(harness, monkeypa
     """)
     )
     assert "visible: []" in ev.reason
+
+
+def test_untimed_workloads_say_why_timing_stopped():
+    from types import SimpleNamespace
+
+    from ksearch.checking import Verdict
+    from ksearch.harness import Harness, HarnessConfig
+    from tasks.rmsnorm import TASK as RMSNORM
+
+    harness = Harness(RMSNORM, HarnessConfig(mode="gpu", suite="smoke"))
+    try:
+        names = [w.name for w in RMSNORM.suites["smoke"]]
+        checker = SimpleNamespace(verdicts={n: Verdict(checks=1) for n in names})
+        raw = [{"name": n, "status": "passed"} for n in names]
+        raw[0].update(latency_us=1.0)
+        rows = harness._merge(raw, checker)
+        assert rows[1].reason == "not timed: behind the best on the screening workloads"
+        raw[0].update(status="rejected", reason="impossible")
+        rows = harness._merge(raw, checker)
+        assert rows[1].reason == f"not timed: timing stopped at {names[0]} (rejected)"
+    finally:
+        harness.close()

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import cache
 
 from ksearch.plan import Plan
 from ksearch.task import Workload
 
 _BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
+#: expert popularity ∝ rank^-ZIPF_EXPONENT in skewed routing (suites.make_inputs)
+ZIPF_EXPONENT = 1.2
 #: regimes by tokens per expert (T·k/E), upper bounds: decode steps (every pair its own
 #: expert), a few rows per expert, row blocks of 16-64, memory to compute bound, compute bound
 REGIMES = (
@@ -29,9 +32,24 @@ def regime(w: Workload) -> str:
 
 
 def experts_touched(w: Workload) -> float:
-    """Expected experts with at least one token under uniform top-k routing."""
-    e, k, t = w["E"], w["k"], w["T"]
-    return e * (1.0 - (1.0 - k / e) ** t)
+    """Expected experts with at least one of the T tokens, from the chance of each expert
+    to be in a token's top k (k/E each under uniform routing)."""
+    chances = expert_chances(w["E"], w["k"], w.params.get("routing", "uniform"))
+    return sum(1.0 - (1.0 - p) ** w["T"] for p in chances)
+
+
+@cache
+def expert_chances(e: int, k: int, routing: str) -> tuple[float, ...]:
+    """Each expert's chance to be among a token's top k: k/E under uniform routing; under
+    Zipf routing, estimated from 4000 tokens drawn as `suites.make_inputs` draws them."""
+    if routing == "uniform":
+        return (k / e,) * e
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    logits = rng.standard_normal((4000, e)) - ZIPF_EXPONENT * np.log(np.arange(1, e + 1))
+    top = np.argpartition(-logits, k - 1, axis=1)[:, :k]
+    return tuple(float(c) for c in np.bincount(top.ravel(), minlength=e) / logits.shape[0])
 
 
 def flops(w: Workload) -> float:

@@ -88,7 +88,7 @@ SPACE_PARAMS = (
 #: the bandwidth, no sorting); few rows per expert: 16-row blocks; many: larger tiles; the
 #: routing metadata by one Triton program while the pairs are few, by three kernels after.
 START: dict[str, dict[str, Value]] = {
-    "tiny": {"dispatch": "pair", "combine": "atomic", "SPLIT_K": 2, "BLOCK_N1": 16,
+    "tiny": {"dispatch": "pair", "combine": "atomic", "SPLIT_K": 2, "BLOCK_N1": 32,
              "BLOCK_K1": 256, "BLOCK_N2": 32, "BLOCK_K2": 256},
     "small": {"metadata": "triton", "BLOCK_M": 16, "BLOCK_N1": 64, "BLOCK_K1": 128,
               "BLOCK_N2": 64, "BLOCK_K2": 128, "GROUP_M": 1},

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from ksearch.task import Workload
+from tasks.moe_gemm.cost import ZIPF_EXPONENT
 
 #: (E, k, H, I) of the GPU suites' layers (../shared/GPU.md)
 MIXTRAL_TP2 = (8, 2, 4096, 7168)
@@ -85,7 +86,7 @@ def make_inputs(w: Workload, seed: int, device: str) -> dict[str, Any]:
     logits = torch.randn(t, e, generator=gen, device=device, dtype=torch.float32)
     if w["routing"] == "zipf":
         rank = torch.randperm(e, generator=gen, device=device).float() + 1.0
-        logits += -1.2 * torch.log(rank)  # expert popularity ∝ rank^-1.2
+        logits -= ZIPF_EXPONENT * torch.log(rank)  # expert popularity ∝ rank^-1.2
     weights, ids = torch.softmax(logits, dim=-1).topk(k, dim=-1)
     if w["renorm"]:
         weights = weights / weights.sum(dim=-1, keepdim=True)
