@@ -1,0 +1,164 @@
+"""moe_gemm's design space on the CPU: feasibility, canonical plans, rendering, priors, the
+cost model, and rendered plans covering every structural decision run under the Triton
+interpreter on the smoke suite."""
+
+import math
+
+import pytest
+
+from ksearch.checking import judge
+from ksearch.plan import read_plan
+from ksearch.task import H100_CEILINGS
+from tasks.moe_gemm import TASK, cost, suites
+from tasks.moe_gemm.space import SPACE, canonical, infeasible
+
+ROOT = SPACE.root()
+DECISIONS = [p for p in SPACE.params if p.kind.value == "decision"]
+#: small tiles, so the interpreter runs few and cheap programs
+SMALL = dict(BLOCK_M=16, BLOCK_N1=32, BLOCK_K1=32, BLOCK_N2=32, BLOCK_K2=32, GROUP_M=4,
+             num_stages1=2, num_stages2=2, SPLIT_K=1)  # fmt: skip
+PAIR = dict(SMALL, BLOCK_N1=64, BLOCK_K1=64, BLOCK_N2=64, BLOCK_K2=64)
+
+
+def plan(regimes=SPACE.regimes, base=ROOT, **settings):
+    for name, value in settings.items():
+        base = base.with_value(name, value, tuple(regimes))
+    return base
+
+
+# every value of every structural decision appears in at least one of these plans
+SAMPLE = {
+    "padded-torch-rows": plan(**SMALL, dispatch="padded", metadata="torch"),
+    "tilemap-triton-separate-reduce-swap-persistent-tma": plan(
+        **SMALL,
+        dispatch="tilemap",
+        metadata="triton",
+        epilogue="separate",
+        combine="reduce",
+        swap_ab=True,
+        schedule="persistent",
+        weights="descriptors",
+    ),
+    "padded-parallel-atomic-splitk-swap-tma": plan(
+        **dict(SMALL, SPLIT_K=2),
+        dispatch="padded",
+        metadata="parallel",
+        combine="atomic",
+        swap_ab=True,
+        weights="descriptors",
+    ),
+    "tilemap-parallel-persistent": plan(
+        **SMALL, dispatch="tilemap", metadata="parallel", schedule="persistent", combine="rows"
+    ),
+    "pair-fused-tma": plan(**PAIR, dispatch="pair", combine="fused", weights="descriptors"),
+    "pair-separate-atomic-splitk": plan(
+        **dict(PAIR, SPLIT_K=2), dispatch="pair", epilogue="separate", combine="atomic"
+    ),
+    "pair-reduce": plan(**PAIR, dispatch="pair", combine="reduce"),
+    "per-regime": plan(
+        ("medium",),
+        plan(
+            ("small",),
+            plan(("tiny",), plan(**SMALL), **PAIR, dispatch="pair", combine="fused"),
+            metadata="triton",
+            swap_ab=True,
+        ),
+        dispatch="tilemap",
+        metadata="parallel",
+        combine="atomic",
+    ),
+}
+
+
+def test_the_sample_represents_every_structural_decision():
+    for p in DECISIONS:
+        seen = {plan_.get(p.name, r) for plan_ in SAMPLE.values() for r in SPACE.regimes}
+        assert seen == set(p.values), p.name
+    smoke_regimes = {TASK.regime(w) for w in suites.SMOKE}
+    assert {"tiny", "small", "medium"} <= smoke_regimes
+
+
+@pytest.mark.interpret
+@pytest.mark.parametrize("name", list(SAMPLE))
+def test_sampled_plans_pass_the_smoke_suite_under_the_interpreter(name):
+    p = SAMPLE[name]
+    assert infeasible(p) is None
+    namespace: dict = {}
+    exec(compile(TASK.render(p), name, "exec"), namespace)
+    for w in suites.SMOKE:
+        inputs = TASK.make_inputs(w, seed=4, device="cpu")
+        saved = {k: v.clone() for k, v in inputs.items()}
+        status, reason, _ = judge(TASK, namespace["run"](**inputs), inputs, saved)
+        assert status == "passed", (w.name, reason)
+
+
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        (dict(combine="fused", dispatch="padded"), "combine=fused needs dispatch=pair"),
+        (dict(SPLIT_K=4, combine="rows"), "SPLIT_K=4 needs combine=atomic"),
+        (dict(BLOCK_M=128, BLOCK_N1=256, BLOCK_K1=256, num_stages1=5), "KB of shared memory"),
+        (dict(BLOCK_M=128, BLOCK_N1=256, BLOCK_K1=32, num_warps1=2), "registers per thread"),
+        (dict(dispatch="pair", BLOCK_N1=256, BLOCK_K1=256, num_warps1=2), "values per thread"),
+    ],
+)
+def test_plans_that_cannot_work_are_refused_with_a_reason(settings, reason):
+    why = infeasible(plan(("medium",), **settings))
+    assert why is not None and why.startswith("medium:") and reason in why
+
+
+def test_the_starting_plan_is_feasible_and_differs_by_regime():
+    assert infeasible(ROOT) is None
+    assert ROOT.get("dispatch", "tiny") == "pair" and ROOT.get("BLOCK_M", "huge") == 128
+    assert {r for r, _ in cost.REGIMES} == set(SPACE.regimes)
+
+
+def test_settings_without_effect_render_the_same_candidate():
+    a = plan(("tiny",), dispatch="pair", metadata="torch", BLOCK_M=32)
+    b = plan(("tiny",), dispatch="pair", metadata="parallel", BLOCK_M=64, swap_ab=True)
+    assert a != b and TASK.render(a) == TASK.render(b)
+    assert read_plan(TASK.render(a)) == canonical(a)
+    c = plan(("tiny",), dispatch="padded")
+    assert TASK.render(c) != TASK.render(a)
+
+
+def test_a_rendered_candidate_is_self_contained_and_carries_its_table():
+    source = TASK.render(ROOT)
+    assert read_plan(source) == canonical(ROOT)
+    assert "from tasks" not in source and "CONFIGS: dict = {}" not in source
+    namespace: dict = {}
+    exec(compile(source, "candidate", "exec"), namespace)
+    assert set(namespace["CONFIGS"]) == set(SPACE.regimes)
+    assert [name for name, _ in namespace["REGIMES"]] == [r for r, _ in cost.REGIMES]
+    assert callable(namespace["run"])
+
+
+def test_priors_come_from_the_regime_models():
+    # fewer launches for few pairs: one Triton program beats a dozen torch ops
+    assert TASK.prior("metadata", "torch", "triton", "small").mean < -0.05
+    # a single program walking 30000 pairs is slower than three kernels over them
+    assert TASK.prior("metadata", "triton", "parallel", "huge").mean < 0
+    # a separate activation pass costs a launch and a round trip of the intermediate
+    assert TASK.prior("epilogue", "fused", "separate", "small").mean > 0
+    assert TASK.prior("no_such_param", 1, 2, "small") is None
+    p = TASK.prior("BLOCK_M", 16, 32, "small")
+    assert p is not None and p.std > 0
+
+
+def test_the_cost_model_respects_the_roofline_and_ranks_launch_overheads():
+    for w in suites.DEFAULT:
+        assert TASK.estimate(ROOT, w) >= 0.9 * cost.floor(w, H100_CEILINGS), w.name
+    qwen_decode = suites.workload(suites.QWEN3_30B_TP2, 1)
+    sorted_decode = plan(("tiny",), dispatch="padded", BLOCK_M=16)
+    assert TASK.estimate(ROOT, qwen_decode) < TASK.estimate(sorted_decode, qwen_decode)
+    assert all(math.isfinite(TASK.estimate(p, w)) for p in SAMPLE.values() for w in suites.FULL)
+
+
+def test_skewed_routing_lowers_the_floor_to_the_experts_it_touches():
+    shape = (256, 8, 16, 16)  # DeepSeek's routing, tiny matrices
+    uniform = suites.workload(shape, 64)
+    skewed = suites.workload(shape, 64, routing="zipf")
+    assert cost.experts_touched(skewed) < 0.5 * cost.experts_touched(uniform)
+    inputs = TASK.make_inputs(skewed, seed=1, device="cpu")
+    touched = len(set(inputs["topk_ids"].reshape(-1).tolist()))
+    assert math.isclose(touched, cost.experts_touched(skewed), rel_tol=0.25)
