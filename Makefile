@@ -10,7 +10,7 @@ install:
 	$(PYTHON) -m pip install -q -e ".[dev]"
 
 search: install
-	$(PYTHON) -m ksearch task=rmsnorm $(ARGS)
+	$(PYTHON) -m ksearch task=moe_gemm $(ARGS)
 
 lint:
 	$(PYTHON) -m ruff check .

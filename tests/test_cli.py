@@ -173,3 +173,8 @@ def test_the_selftest_says_it_needs_a_gpu_where_there_is_none():
         [sys.executable, "-m", "ksearch.selftest"], capture_output=True, text=True, timeout=120
     )
     assert out.returncode == 2 and "needs a CUDA device" in out.stdout
+
+
+def test_bench_refuses_a_missing_candidate_with_a_clear_message(tmp_path):
+    out = ksearch("task=moe_gemm", f"candidate=[{tmp_path / 'nope.py'}]", module="ksearch.bench")
+    assert out.returncode == 2 and "does not exist" in out.stderr

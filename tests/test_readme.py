@@ -1,5 +1,6 @@
 """The README stays true: its two commands exist, and its command lines run."""
 
+import json
 import re
 import shlex
 import subprocess
@@ -28,7 +29,7 @@ def test_exactly_two_commands_each_a_make_target():
 @pytest.mark.interpret
 def test_the_usage_lines_run(tmp_path):
     lines = [line.split("  #")[0].strip() for line in blocks()[1].splitlines()]
-    search, sweep, evaluate, replay = lines
+    search, sweep, evaluate, replay, bench = lines
     run_dir = tmp_path / "run"
     common = ["scorer=interpret", "display=log", "search.finalists=1"]
 
@@ -50,3 +51,7 @@ def test_the_usage_lines_run(tmp_path):
     run(evaluate.replace("runs/.../winner.py", str(run_dir / "winner.py")), "scorer=interpret")
     out = run(replay.replace("runs/.../search.db", str(run_dir / "search.db")), "--step", "1")
     assert "1 evaluations" in out.stdout
+    out = run(bench.replace("runs/.../winner.py", str(run_dir / "winner.py")), "scorer=interpret")
+    entries = json.loads(out.stdout.strip().splitlines()[-1])["entries"]
+    assert set(entries) == {"winner", "baseline"}  # no peer imports on a CPU machine
+    assert entries["winner"]["status"] == "passed"
