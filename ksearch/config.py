@@ -101,6 +101,7 @@ def world_model(cfg: DictConfig, t: Task, harness: Harness) -> WorldModel:
             temperature=float(w.temperature),
             optimism=float(w.optimism),
             default_std=float(w.default_std),
+            context_std=float(w.context_std),
         )
         try:
             return BuiltinWorldModel(t, harness.workloads, knobs=knobs)

@@ -93,7 +93,31 @@ def _m002_timing_method(db: sqlite_utils.Database) -> None:
     db.table("workloads").add_column("method", str)
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m001_initial, _m002_timing_method]
+def _m003_llm_calls(db: sqlite_utils.Database) -> None:
+    """Every LLM call: request, response, tokens, latency and cost, keyed by a request hash."""
+    db.table("llm_calls").create(
+        {
+            "key": str,
+            "purpose": str,
+            "model": str,
+            "request": str,
+            "response": str,
+            "finish_reason": str,
+            "prompt_tokens": int,
+            "completion_tokens": int,
+            "latency_s": float,
+            "cost": float,
+            "created": float,
+        },
+        pk="key",
+    )
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m001_initial,
+    _m002_timing_method,
+    _m003_llm_calls,
+]
 
 
 class Store:
@@ -217,6 +241,24 @@ class Store:
     def source(self, candidate: str) -> str | None:
         rows = list(self.db.table("candidates").rows_where("hash = ?", [candidate]))
         return rows[0]["source"] if rows else None
+
+    # -- LLM calls ---------------------------------------------------------------------------
+
+    def llm_call(self, key: str) -> dict[str, Any] | None:
+        rows = list(self.db.table("llm_calls").rows_where("key = ?", [key]))
+        return rows[0] if rows else None
+
+    def save_llm_call(self, row: dict[str, Any]) -> None:
+        with self.db.conn:
+            self.db.table("llm_calls").insert(dict(row, created=time.time()), replace=True)
+
+    def llm_totals(self) -> dict[str, float]:
+        """Calls, tokens (prompt + completion) and dollars recorded in this run."""
+        row = self.db.execute(
+            "select count(*), coalesce(sum(prompt_tokens + completion_tokens), 0), "
+            "coalesce(sum(cost), 0) from llm_calls"
+        ).fetchone()
+        return {"calls": row[0], "tokens": row[1], "dollars": row[2]}
 
     # -- beliefs and events ------------------------------------------------------------------
 
