@@ -58,6 +58,7 @@ def load(db: Path, step: int | None) -> dict[str, Any]:
         "task": run.get("task"),
         "seed": run.get("seed"),
         "config": json.loads(run["config"]) if run.get("config") else None,
+        "llm": store.llm_usage(),
     }
 
 
@@ -115,6 +116,15 @@ def render(data: dict[str, Any], console: Console, *, pruned: bool = False) -> N
         f"task {data['task']}, seed {data['seed']}: "
         f"{data['evaluations']} evaluations, {len(data['nodes'])} nodes"
     )
+    llm = data.get("llm") or {}
+    if llm.get("calls"):
+        purposes = ", ".join(f"{k} {v}" for k, v in llm["by_purpose"].items())
+        console.print(
+            f"LLM: {llm['calls']} calls ({purposes}), {llm['prompt_tokens']} prompt + "
+            f"{llm['completion_tokens']} completion tokens, ${llm['dollars']:.4f}, "
+            f"{llm['invalid']} unusable answers, {llm['latency_s']:.1f} s waiting",
+            highlight=False,
+        )
     console.print(top)
 
 

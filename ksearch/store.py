@@ -107,6 +107,7 @@ def _m003_llm_calls(db: sqlite_utils.Database) -> None:
             "completion_tokens": int,
             "latency_s": float,
             "cost": float,
+            "parse_error": str,
             "created": float,
         },
         pk="key",
@@ -252,6 +253,11 @@ class Store:
         with self.db.conn:
             self.db.table("llm_calls").insert(dict(row, created=time.time()), replace=True)
 
+    def mark_llm_invalid(self, key: str, error: str) -> None:
+        """Record why a call's answer could not be used (malformed, truncated, refused)."""
+        with self.db.conn:
+            self.db.table("llm_calls").update(key, {"parse_error": error})
+
     def llm_totals(self) -> dict[str, float]:
         """Calls, tokens (prompt + completion) and dollars recorded in this run."""
         row = self.db.execute(
@@ -259,6 +265,20 @@ class Store:
             "coalesce(sum(cost), 0) from llm_calls"
         ).fetchone()
         return {"calls": row[0], "tokens": row[1], "dollars": row[2]}
+
+    def llm_usage(self) -> dict[str, Any]:
+        """Calls, tokens, dollars and unusable answers recorded in this run, and calls per
+        purpose; all zero for a run without an LLM."""
+        row = self.db.execute(
+            "select count(*), coalesce(sum(prompt_tokens), 0), coalesce(sum(completion_tokens), 0),"
+            " coalesce(sum(cost), 0), count(parse_error), coalesce(sum(latency_s), 0)"
+            " from llm_calls"
+        ).fetchone()
+        purposes = self.db.execute(
+            "select purpose, count(*) from llm_calls group by purpose order by purpose"
+        ).fetchall()
+        keys = ("calls", "prompt_tokens", "completion_tokens", "dollars", "invalid", "latency_s")
+        return {**dict(zip(keys, row, strict=True)), "by_purpose": dict(purposes)}
 
     # -- beliefs and events ------------------------------------------------------------------
 

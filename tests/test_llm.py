@@ -132,3 +132,36 @@ def test_retry_after_reads_seconds_milliseconds_and_dates():
     assert retry_after({"retry-after-ms": "250"}) == 0.25
     assert retry_after({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
     assert retry_after({}) is None and retry_after(None) is None
+
+
+def test_a_runs_tokens_and_cost_are_in_its_database_and_shown_by_replay(server, tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from ksearch.replay import load, render
+
+    db = tmp_path / "search.db"
+    llm, _ = make(server, Store(db))
+    server.script.extend(
+        [
+            completion("a", prompt_tokens=1000, completion_tokens=100),
+            completion("b", prompt_tokens=2000, completion_tokens=300),
+        ]
+    )
+    llm.chat(ASK, purpose="propose")
+    llm.chat([{"role": "user", "content": "write it"}], purpose="instantiate")
+    data = load(db, None)
+    usage = data["llm"]
+    assert usage["calls"] == 2 and usage["prompt_tokens"] == 3000
+    assert usage["completion_tokens"] == 400
+    assert usage["dollars"] == pytest.approx((3000 * 2.0 + 400 * 8.0) / 1e6)
+    assert usage["by_purpose"] == {"instantiate": 1, "propose": 1}
+    data["nodes"] = [{"id": 0, "parent": None, "status": "passed", "score": 1.0,
+                      "predicted": {"mean": None, "std": None}, "observed": None,
+                      "action": None, "reason": None, "step": 1}]  # fmt: skip
+    out = io.StringIO()
+    render(data, Console(file=out, width=200))
+    assert "LLM: 2 calls (instantiate 1, propose 1), 3000 prompt + 400 completion tokens" in (
+        out.getvalue()
+    )

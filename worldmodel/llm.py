@@ -92,6 +92,8 @@ class CallLog(Protocol):
 
     def llm_totals(self) -> dict[str, float]: ...
 
+    def mark_llm_invalid(self, key: str, error: str) -> None: ...
+
 
 def request_key(model: str, messages: Sequence[Message], schema: Mapping[str, Any] | None) -> str:
     """The hash a call is recorded under: the model, the messages and the output schema."""
