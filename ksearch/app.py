@@ -16,6 +16,7 @@ from ksearch import config as C
 from ksearch.harness import Harness
 from ksearch.live import view
 from ksearch.loop import Search
+from ksearch.protocols import WorldModelError
 from ksearch.store import Store, StoreError
 from ksearch.winner import finish
 from ksearch.workers import HarnessError
@@ -36,7 +37,6 @@ def search(cfg: DictConfig) -> None:
         task = C.task(cfg)
         mode = C.scorer_mode(cfg)
         harness = Harness(task, C.harness_config(cfg, mode))
-        wm = C.world_model(cfg, task, harness)
         search_cfg = C.search_config(cfg)
     except (C.ConfigError, ValueError) as e:
         return fail(str(e))
@@ -47,7 +47,8 @@ def search(cfg: DictConfig) -> None:
         )
     try:
         store = Store(run_dir / "search.db")
-    except StoreError as e:
+        wm = C.world_model(cfg, task, harness, store)
+    except (StoreError, C.ConfigError) as e:
         harness.close()
         return fail(str(e))
     ident = C.identity(cfg, mode)
@@ -70,11 +71,10 @@ def search(cfg: DictConfig) -> None:
         harness.close()
         return fail(str(e))
 
-    assert task.space is not None  # the built-in world model refused a task without one
     title = f"{task.name} · {search_cfg.strategy} · seed {search_cfg.seed}"
     context, on_progress = view(str(cfg.display), title, search_cfg.budget)
     engine = Search(
-        root=task.space.root(),
+        root=wm.root(),
         world_model=wm,
         scorer=harness,
         store=store,
@@ -91,7 +91,7 @@ def search(cfg: DictConfig) -> None:
                 f"{tree.root.reason}); nothing to search from"
             )
         outcome = finish(tree, store, harness, run_dir, search_cfg.finalists)
-    except HarnessError as e:
+    except (HarnessError, WorldModelError) as e:
         store.event(engine.iteration, "stopped", reason=str(e))
         return fail(f"{e}; run the same command again to resume from {run_dir}")
     except KeyboardInterrupt:

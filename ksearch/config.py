@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -12,12 +13,23 @@ from ksearch.harness import Harness, HarnessConfig
 from ksearch.loop import SearchConfig
 from ksearch.mcts import MctsKnobs
 from ksearch.protocols import WorldModel
+from ksearch.store import Store
 from ksearch.task import Task, load_task
 
 log = logging.getLogger(__name__)
 
 #: Settings that may change when a run is resumed; everything else must match the database.
-MUTABLE = ("search.budget", "display", "scorer.compile_timeout", "scorer.run_timeout")
+MUTABLE = (
+    "search.budget",
+    "display",
+    "scorer.compile_timeout",
+    "scorer.run_timeout",
+    "llm.timeout",
+    "llm.retries",
+    "llm.max_calls",
+    "llm.max_tokens",
+    "llm.max_dollars",
+)
 
 
 class ConfigError(ValueError):
@@ -91,8 +103,10 @@ def task(cfg: DictConfig) -> Task:
         raise ConfigError(str(e)) from e
 
 
-def world_model(cfg: DictConfig, t: Task, harness: Harness) -> WorldModel:
+def world_model(cfg: DictConfig, t: Task, harness: Harness, store: Store) -> WorldModel:
     name = str(cfg.worldmodel.name)
+    if name in ("openai", "replay"):
+        return _llm_world_model(cfg, t, harness, store)
     if name == "builtin":
         from worldmodel.builtin import BuiltinKnobs, BuiltinWorldModel
 
@@ -107,7 +121,46 @@ def world_model(cfg: DictConfig, t: Task, harness: Harness) -> WorldModel:
             return BuiltinWorldModel(t, harness.workloads, knobs=knobs)
         except ValueError as e:
             raise ConfigError(str(e)) from e
-    raise ConfigError(f"unknown world model {name!r}; available: builtin")
+    raise ConfigError(f"unknown world model {name!r}; available: builtin, openai, replay")
+
+
+def _llm_world_model(cfg: DictConfig, t: Task, harness: Harness, store: Store) -> WorldModel:
+    from worldmodel.llm import Llm, LlmSettings, ReplayLog
+    from worldmodel.llm_model import LlmKnobs, LlmWorldModel, start_of
+
+    w, m = cfg.worldmodel, cfg.llm
+    if m.model is None:
+        raise ConfigError("worldmodel=openai needs llm.model (and llm.base_url)")
+    settings = LlmSettings(
+        base_url=str(m.base_url),
+        model=str(m.model),
+        timeout=float(m.timeout),
+        retries=int(m.retries),
+        max_calls=None if m.max_calls is None else int(m.max_calls),
+        max_tokens=None if m.max_tokens is None else int(m.max_tokens),
+        max_dollars=None if m.max_dollars is None else float(m.max_dollars),
+        prices={str(k): (float(v[0]), float(v[1])) for k, v in (m.prices or {}).items()},
+        temperature=float(m.temperature),
+    )
+    if str(w.name) == "replay":
+        source = Path(str(w.calls_from))
+        if w.calls_from is None or not source.is_file():
+            raise ConfigError(
+                f"worldmodel=replay needs worldmodel.calls_from=DB; {source} is not one"
+            )
+        llm = Llm(settings, ReplayLog(Store(source, readonly=True), store), mode="replay")
+    else:
+        llm = Llm(settings, store)
+    knobs = LlmKnobs(
+        proposals=int(w.proposals),
+        reasks=int(w.reasks),
+        temperature=float(w.temperature),
+        max_std=float(w.max_std),
+    )
+    start, signature = start_of(t)
+    return LlmWorldModel(
+        t, llm, harness.workloads, knobs=knobs, start_source=start, signature=signature
+    )
 
 
 def identity(cfg: DictConfig, mode: str) -> dict[str, Any]:
@@ -118,6 +171,8 @@ def identity(cfg: DictConfig, mode: str) -> dict[str, Any]:
         head, _, leaf = dotted.rpartition(".")
         (plain.get(head, {}) if head else plain).pop(leaf, None)
     plain["scorer"]["mode"] = mode
+    if plain.get("worldmodel", {}).get("name") == "builtin":
+        plain.pop("llm", None)  # endpoint settings mean nothing to the built-in model
     return plain
 
 

@@ -12,6 +12,11 @@ from ksearch.mcts import Proposal
 from ksearch.plan import Action, Plan
 
 
+class WorldModelError(RuntimeError):
+    """A world model cannot go on (an LLM endpoint that is down, a spent budget); the
+    message says what to fix. The search stops with it and can be resumed."""
+
+
 @dataclass(frozen=True, slots=True)
 class Evidence:
     """A measured child next to its parent and to the prediction made for it.
@@ -30,6 +35,10 @@ class Evidence:
 
 class WorldModel(Protocol):
     """Proposes child plans with predictions, writes them as code, and learns from outcomes."""
+
+    def root(self) -> Plan:
+        """The plan a search starts from."""
+        ...
 
     def initial_beliefs(self) -> Any: ...
 

@@ -1,4 +1,5 @@
-"""A real OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script."""
+"""A real OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script, then from
+a responder function of the request."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -55,7 +57,8 @@ def error(status: int, message: str, headers: dict[str, str] | None = None) -> S
 class ScriptedServer:
     """Serves /v1/chat/completions from a queue of Steps; keeps every request body."""
 
-    def __init__(self) -> None:
+    def __init__(self, responder: Callable[[dict[str, Any]], Step] | None = None) -> None:
+        self.responder = responder
         self.script: deque[Step] = deque()
         self.requests: list[dict[str, Any]] = []
         server = self
@@ -64,7 +67,12 @@ class ScriptedServer:
             def do_POST(self) -> None:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 server.requests.append(body)
-                step = server.script.popleft() if server.script else error(500, "script ended")
+                if server.script:
+                    step = server.script.popleft()
+                elif server.responder is not None:
+                    step = server.responder(body)
+                else:
+                    step = error(500, "script ended")
                 time.sleep(step.delay)
                 data = json.dumps(step.body).encode()
                 try:

@@ -69,6 +69,9 @@ class BuiltinWorldModel:
         self._priors: dict[tuple[str, Value, Value, str], Posterior] = {}
         self.decisions = [p for p in self.space.params if p.kind is ParamKind.DECISION]
 
+    def root(self) -> Plan:
+        return self.space.root()
+
     def initial_beliefs(self) -> Beliefs:
         return Beliefs()
 

@@ -18,12 +18,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from ksearch.protocols import WorldModelError
+
 log = logging.getLogger(__name__)
 
 Message = Mapping[str, str]
 
 
-class LlmError(RuntimeError):
+class LlmError(WorldModelError):
     """The endpoint cannot be used (authentication, unknown model, down); the message says
     what to fix. A search stops on it with that message."""
 
@@ -93,6 +95,31 @@ class CallLog(Protocol):
     def llm_totals(self) -> dict[str, float]: ...
 
     def mark_llm_invalid(self, key: str, error: str) -> None: ...
+
+
+class ReplayLog:
+    """The call log of a replay: answers come from a recorded run's database and are
+    copied into the new run's, so the new database shows what its search used."""
+
+    def __init__(self, source: CallLog, run: CallLog) -> None:
+        self.source, self.run = source, run
+
+    def llm_call(self, key: str) -> dict[str, Any] | None:
+        row = self.run.llm_call(key)
+        if row is None:
+            row = self.source.llm_call(key)
+            if row is not None:
+                self.run.save_llm_call({k: v for k, v in row.items() if k != "created"})
+        return row
+
+    def save_llm_call(self, row: dict[str, Any]) -> None:
+        self.run.save_llm_call(row)
+
+    def llm_totals(self) -> dict[str, float]:
+        return self.run.llm_totals()
+
+    def mark_llm_invalid(self, key: str, error: str) -> None:
+        self.run.mark_llm_invalid(key, error)
 
 
 def request_key(model: str, messages: Sequence[Message], schema: Mapping[str, Any] | None) -> str:

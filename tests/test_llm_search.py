@@ -1,0 +1,82 @@
+"""A search with worldmodel=openai against a scripted OpenAI-compatible server, on the CPU
+with the interpreter scorer; then the same search with worldmodel=replay and no server."""
+
+import json
+import re
+
+import pytest
+
+from tasks.rmsnorm import TASK
+
+from llm_server import ScriptedServer, completion, error
+from test_cli import ksearch, tree_of
+
+pytestmark = pytest.mark.interpret
+
+#: the steps the scripted LLM knows, with the plan edit each one means
+STEPS = {
+    "one pass over each row": {"passes": "one"},
+    "two rows per program": {"ROWS": 2},
+    "eight warps": {"num_warps": 8},
+    "persistent grid": {"grid": "persistent"},
+}
+
+
+def plan_for(path: list[str]):
+    plan = TASK.space.root()
+    for title in path:
+        for name, value in STEPS.get(title, {}).items():
+            plan = plan.with_value(name, value, plan.regimes)
+    return plan
+
+
+def responder(body):
+    prompt = body["messages"][0]["content"]
+    path = re.findall(r"^\d+\. (.+)$", prompt.split("# The plan", 1)[1], re.M)[1:]
+    if prompt.startswith("You are planning"):
+        steps = [
+            {"title": t, "speedup": 1.3 - 0.1 * i, "confidence": 0.6, "difficulty": 2}
+            for i, t in enumerate(t for t in STEPS if t not in path)
+        ]
+        return completion(json.dumps({"steps": steps[:3]}), prompt_tokens=900)
+    source = TASK.render(plan_for(path))
+    return completion(f"Here it is.\n```python\n{source}```", completion_tokens=1500)
+
+
+def test_an_llm_search_completes_and_replays_to_the_same_tree_without_a_server(tmp_path):
+    server = ScriptedServer(responder)
+    server.script.append(error(429, "slow down", {"Retry-After": "0"}))
+    common = ["task=rmsnorm", "scorer=interpret", "display=log", "search.finalists=1",
+              "search.budget=5", "llm.model=scripted"]  # fmt: skip
+    live_dir, replay_dir = tmp_path / "live", tmp_path / "replay"
+    try:
+        live = ksearch(
+            *common,
+            "worldmodel=openai",
+            f"llm.base_url={server.url}",
+            "+llm.prices.scripted=[3.0,15.0]",
+            f"hydra.run.dir={live_dir}",
+        )
+    finally:
+        server.close()
+    assert live.returncode == 0, live.stderr
+    assert "winner" in live.stderr
+    calls = len(server.requests)
+    assert calls >= 5  # the 429, proposals and code for four children at least
+    replay = ksearch(
+        *common,
+        "worldmodel=replay",
+        f"worldmodel.calls_from={live_dir / 'search.db'}",
+        "llm.base_url=http://127.0.0.1:9/v1",  # nothing listens there
+        f"hydra.run.dir={replay_dir}",
+    )
+    assert replay.returncode == 0, replay.stderr
+    assert tree_of(replay_dir) == tree_of(live_dir)
+    shown = ksearch(str(live_dir / "search.db"), module="ksearch.replay")
+    assert re.search(r"LLM: \d+ calls \(instantiate \d+, propose \d+\)", shown.stdout)
+    usage = json.loads(
+        ksearch(str(live_dir / "search.db"), "--json", module="ksearch.replay").stdout
+    )["llm"]
+    assert usage["dollars"] == pytest.approx(
+        (usage["prompt_tokens"] * 3.0 + usage["completion_tokens"] * 15.0) / 1e6
+    )

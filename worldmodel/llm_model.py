@@ -1,0 +1,352 @@
+"""The LLM world model: plans are paths of steps an LLM proposes; the LLM writes each step
+as code from its parent and repairs code that failed; its predictions are calibrated
+against what was measured and ranked by the calibrated values.
+
+A plan is stored as {"path": {"00": "start", "01": "first step", ...}}, so the engine's
+tree, store and replay treat it like any other plan. Proposals are asked for once per
+plan (the answer is kept), so re-ranking after new evidence costs no call.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+
+from pydantic import BaseModel, Field
+
+from ksearch.evaluation import Evaluation, Status
+from ksearch.mcts import Proposal
+from ksearch.plan import Action, Plan
+from ksearch.protocols import Evidence
+from ksearch.task import Task, Workload
+from worldmodel import prompts
+from worldmodel.llm import Llm, ReplayMiss
+from worldmodel.parse import ask_json, ask_source
+
+log = logging.getLogger(__name__)
+
+PATH = "path"
+STEP = "step"
+
+
+class Step(BaseModel):
+    """One proposed step, as the LLM states it."""
+
+    title: str = Field(min_length=1, max_length=200)
+    description: str = ""
+    speedup: float = Field(gt=0, description="predicted speedup over the current kernel")
+    confidence: float = Field(ge=0, le=1)
+    difficulty: int = Field(ge=1, le=5)
+
+
+class Steps(BaseModel):
+    steps: list[Step] = Field(max_length=8)
+
+
+@dataclass(frozen=True, slots=True)
+class LlmKnobs:
+    """conf/worldmodel/openai.yaml.
+
+    Args:
+        proposals: steps asked for per plan.
+        reasks: re-asks after an unusable answer.
+        temperature: softmax temperature of priors over calibrated ln speedups.
+        max_std: the std (ln units) of a prediction made with zero confidence.
+    """
+
+    proposals: int = 4
+    reasks: int = 2
+    temperature: float = 0.2
+    max_std: float = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class Calibration:
+    """observed ≈ slope · predicted + intercept (ln speedups), a least-squares fit shrunk
+    towards the identity by `prior` pseudo-observations, with its residual spread."""
+
+    n: int = 0
+    sx: float = 0.0
+    sy: float = 0.0
+    sxx: float = 0.0
+    sxy: float = 0.0
+    syy: float = 0.0
+    prior: float = 3.0
+
+    def observe(self, x: float, y: float) -> Calibration:
+        return replace(
+            self,
+            n=self.n + 1,
+            sx=self.sx + x,
+            sy=self.sy + y,
+            sxx=self.sxx + x * x,
+            sxy=self.sxy + x * y,
+            syy=self.syy + y * y,
+        )
+
+    @property
+    def slope_intercept(self) -> tuple[float, float]:
+        # normal equations with `prior` pseudo-points on y = x at x = ±0.2
+        k, px = self.prior, 0.2
+        n, sx, sy = self.n + k, self.sx, self.sy
+        sxx, sxy = self.sxx + k * px * px, self.sxy + k * px * px
+        det = n * sxx - sx * sx
+        slope = (n * sxy - sx * sy) / det if det > 1e-12 else 1.0
+        return slope, (sy - slope * sx) / n
+
+    def apply(self, x: float) -> float:
+        slope, intercept = self.slope_intercept
+        return slope * x + intercept
+
+    @property
+    def residual(self) -> float:
+        """Root-mean-square error of the fit on what was observed (0 before any)."""
+        if self.n == 0:
+            return 0.0
+        slope, intercept = self.slope_intercept
+        sse = (
+            self.syy
+            - 2 * slope * self.sxy
+            - 2 * intercept * self.sy
+            + slope**2 * self.sxx
+            + 2 * slope * intercept * self.sx
+            + self.n * intercept**2
+        )
+        return math.sqrt(max(sse, 0.0) / self.n)
+
+
+@dataclass(frozen=True, slots=True)
+class LlmBeliefs:
+    version: int = 0
+    calibration: Calibration = field(default_factory=Calibration)
+
+    def to_json(self) -> str:
+        c = self.calibration
+        slope, intercept = c.slope_intercept
+        return json.dumps(
+            {
+                "version": self.version,
+                "calibration": {
+                    "n": c.n,
+                    "slope": slope,
+                    "intercept": intercept,
+                    "residual": c.residual,
+                    "sums": [c.sx, c.sy, c.sxx, c.sxy, c.syy],
+                },
+            }
+        )
+
+
+def start_of(task: Task) -> tuple[str, str]:
+    """The code a search starts from (the task's starting plan rendered, or its baseline)
+    and the parameters of its `run`, for prompts."""
+    import ast
+
+    source = task.render(task.space.root()) if task.space else task.baseline.read_text()
+    tree = ast.parse(task.baseline.read_text())
+    run = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == "run")
+    return source, ", ".join(a.arg for a in run.args.args)
+
+
+def path(plan: Plan) -> list[str]:
+    """The steps of a plan, the start first."""
+    table = plan.table().get(PATH, {})
+    return [str(table[k]) for k in sorted(table)]
+
+
+def extend(plan: Plan, title: str) -> Plan:
+    steps = path(plan)
+    return Plan.of({PATH: {f"{i:02d}": s for i, s in enumerate([*steps, title])}})
+
+
+class LlmWorldModel:
+    """World model over an OpenAI-compatible LLM (see the module docstring)."""
+
+    def __init__(
+        self,
+        task: Task,
+        llm: Llm,
+        workloads: Sequence[Workload],
+        *,
+        knobs: LlmKnobs,
+        start_source: str,
+        signature: str,
+    ) -> None:
+        self.task, self.llm, self.knobs = task, llm, knobs
+        self.workloads = [w.name for w in workloads]
+        self.start_source = start_source
+        self.signature = signature
+        self.spec = task.spec.read_text()
+        self._steps: dict[str, list[Step]] = {}
+        self._latency: dict[str, Mapping[str, float]] = {}
+        self.invalid = 0
+
+    def root(self) -> Plan:
+        return Plan.of({PATH: {"00": "start"}})
+
+    def initial_beliefs(self) -> LlmBeliefs:
+        return LlmBeliefs()
+
+    # -- proposing ---------------------------------------------------------------------------
+
+    def steps(self, plan: Plan) -> list[Step]:
+        """The LLM's proposed next steps of `plan`, asked for once."""
+        if plan.key not in self._steps:
+            steps: list[Step] = []
+            try:
+                answer = ask_json(
+                    self.llm,
+                    self._messages(
+                        "propose",
+                        spec=self.spec,
+                        path=self._path_text(plan),
+                        results=self._results(plan),
+                        count=self.knobs.proposals,
+                        schema=json.dumps(Steps.model_json_schema()),
+                    ),
+                    Steps,
+                    purpose="propose",
+                    reasks=self.knobs.reasks,
+                )
+                if answer.value is None:
+                    self.invalid += 1
+                    log.warning("no usable proposals for plan %s: %s", plan.key, answer.error)
+                else:
+                    titles = set(path(plan))
+                    for s in answer.value.steps[: self.knobs.proposals]:
+                        if s.title not in titles:
+                            titles.add(s.title)
+                            steps.append(s)
+            except ReplayMiss as e:
+                log.info("replay: %s", e)
+            self._steps[plan.key] = steps
+        return self._steps[plan.key]
+
+    def _prediction(self, step: Step, beliefs: LlmBeliefs) -> tuple[float, float]:
+        raw = math.log(step.speedup)
+        std = self.knobs.max_std * (1.0 - step.confidence) + 0.05
+        return beliefs.calibration.apply(raw), math.hypot(std, beliefs.calibration.residual)
+
+    def propose(self, plan: Plan, beliefs: LlmBeliefs) -> list[Proposal]:
+        scored = []
+        for step in self.steps(plan):
+            mean, std = self._prediction(step, beliefs)
+            scored.append((mean / self.knobs.temperature, step, mean, std))
+        if not scored:
+            return []
+        top = max(s for s, *_ in scored)
+        weights = [math.exp(s - top) for s, *_ in scored]
+        z = sum(weights)
+        out = [
+            Proposal(
+                Action(STEP, step.title),
+                extend(plan, step.title),
+                mean,
+                std,
+                w / z,
+                difficulty=float(step.difficulty),
+            )
+            for w, (_, step, mean, std) in zip(weights, scored, strict=True)
+        ]
+        out.sort(key=lambda p: (-p.prior, p.action.describe()))
+        return out
+
+    def predict(self, plan: Plan, action: Action, beliefs: LlmBeliefs) -> tuple[float, float]:
+        for step in self.steps(plan):
+            if step.title == action.value:
+                return self._prediction(step, beliefs)
+        return 0.0, self.knobs.max_std
+
+    # -- code ----------------------------------------------------------------------------------
+
+    def instantiate(self, plan: Plan, parent_source: str | None) -> str:
+        if parent_source is None or plan == self.root():
+            return self.start_source
+        parent = Plan.of({PATH: dict(list(plan.table()[PATH].items())[:-1])})
+        answer = ask_source(
+            self.llm,
+            self._messages(
+                "instantiate",
+                spec=self.spec,
+                path=self._path_text(plan),
+                parent_source=parent_source,
+                results=self._results(parent),
+                signature=self.signature,
+            ),
+            purpose="instantiate",
+            reasks=self.knobs.reasks,
+        )
+        return self._source_or_failure(answer.value, answer.error)
+
+    def repair(self, plan: Plan, source: str, evaluation: Evaluation) -> str | None:
+        answer = ask_source(
+            self.llm,
+            self._messages(
+                "repair",
+                spec=self.spec,
+                path=self._path_text(plan),
+                source=source,
+                status=evaluation.status.value,
+                reason=evaluation.reason or "",
+                signature=self.signature,
+            ),
+            purpose="repair",
+            reasks=self.knobs.reasks,
+        )
+        return None if answer.value is None else answer.value.source
+
+    def _source_or_failure(self, value: object, error: str | None) -> str:
+        """The source, or a file that fails at import with the LLM's error as its reason, so
+        the node is recorded as failed and the search goes on."""
+        source = getattr(value, "source", None)
+        if source is not None:
+            return str(source)
+        self.invalid += 1
+        return f"raise RuntimeError({('the LLM gave no usable code: ' + str(error))!r})\n"
+
+    # -- learning ------------------------------------------------------------------------------
+
+    def revise(self, beliefs: LlmBeliefs, evidence: Evidence) -> LlmBeliefs:
+        """Keep the measured times for later prompts; calibrate predictions on passed ones."""
+        parent = evidence.parent_plan
+        child = extend(parent, str(evidence.action.value))
+        self._latency.setdefault(parent.key, evidence.parent_latency)
+        if evidence.status is Status.PASSED:
+            self._latency[child.key] = evidence.child_latency
+            ratios = [
+                math.log(t / evidence.child_latency[w])
+                for w, t in evidence.parent_latency.items()
+                if evidence.child_latency.get(w)
+            ]
+            raw = next(
+                (
+                    math.log(s.speedup)
+                    for s in self.steps(parent)
+                    if s.title == evidence.action.value
+                ),
+                None,
+            )
+            if ratios and raw is not None:
+                observed = sum(ratios) / len(ratios)
+                return LlmBeliefs(beliefs.version + 1, beliefs.calibration.observe(raw, observed))
+        return replace(beliefs, version=beliefs.version + 1)
+
+    def beliefs_json(self, beliefs: LlmBeliefs) -> str:
+        return beliefs.to_json()
+
+    # -- prompt parts ----------------------------------------------------------------------------
+
+    def _messages(self, name: str, **values: object) -> list[dict[str, str]]:
+        return [{"role": "user", "content": prompts.render(name, **values)}]
+
+    def _path_text(self, plan: Plan) -> str:
+        return "\n".join(f"{i}. {s}" for i, s in enumerate(path(plan)))
+
+    def _results(self, plan: Plan) -> str:
+        times = self._latency.get(plan.key)
+        if not times:
+            return "not measured yet"
+        return "\n".join(f"{w}: {t:.2f} µs" for w, t in times.items())
