@@ -100,6 +100,11 @@ def search(cfg: DictConfig) -> None:
         sys.exit(130)
     finally:
         harness.close()
+    summary = getattr(wm, "summary", None)
+    note = summary() if callable(summary) else None
+    if note:
+        console.print(note, highlight=False)
+        store.event(engine.iteration, "world_model", note=note)
     best = tree.best_node()
     console.print(
         f"{store.evaluation_count()} evaluations, {len(tree)} nodes; "

@@ -80,3 +80,33 @@ def test_an_llm_search_completes_and_replays_to_the_same_tree_without_a_server(t
     assert usage["dollars"] == pytest.approx(
         (usage["prompt_tokens"] * 3.0 + usage["completion_tokens"] * 15.0) / 1e6
     )
+
+
+def run_against(server, tmp_path, *extra):
+    return ksearch(
+        "task=rmsnorm", "scorer=interpret", "display=log", "search.finalists=1",
+        "search.budget=6", "llm.model=scripted", "worldmodel=openai",
+        f"llm.base_url={server.url}", f"hydra.run.dir={tmp_path / 'run'}", *extra,
+    )  # fmt: skip
+
+
+def test_a_spent_call_cap_ends_the_search_with_a_winner_and_says_why(tmp_path):
+    server = ScriptedServer(responder)
+    try:
+        out = run_against(server, tmp_path, "llm.max_calls=2")
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    assert len(server.requests) == 2
+    assert "the LLM budget is spent: 2 calls of 2" in out.stderr and "winner" in out.stderr
+
+
+def test_an_endpoint_that_refuses_the_key_stops_the_run_with_a_message(tmp_path):
+    server = ScriptedServer(lambda body: error(401, "invalid api key"))
+    try:
+        out = run_against(server, tmp_path)
+    finally:
+        server.close()
+    assert out.returncode == 2
+    assert "refused the key (set OPENAI_API_KEY)" in out.stderr
+    assert "Traceback" not in out.stderr

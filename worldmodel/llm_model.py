@@ -23,7 +23,7 @@ from ksearch.plan import Action, Plan
 from ksearch.protocols import Evidence
 from ksearch.task import Task, Workload
 from worldmodel import prompts
-from worldmodel.llm import Llm, ReplayMiss
+from worldmodel.llm import BudgetExhausted, Llm, ReplayMiss
 from worldmodel.parse import ask_json, ask_source
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,7 @@ class LlmWorldModel:
         self._steps: dict[str, list[Step]] = {}
         self._latency: dict[str, Mapping[str, float]] = {}
         self.invalid = 0
+        self.spent: str | None = None  # why no more calls may be made, once a cap is reached
 
     def root(self) -> Plan:
         return Plan.of({PATH: {"00": "start"}})
@@ -222,6 +223,8 @@ class LlmWorldModel:
                             steps.append(s)
             except ReplayMiss as e:
                 log.info("replay: %s", e)
+            except BudgetExhausted as e:
+                self.spent = str(e)  # no new plans: the search ends with what it measured
             self._steps[plan.key] = steps
         return self._steps[plan.key]
 
@@ -266,22 +269,29 @@ class LlmWorldModel:
         if parent_source is None or plan == self.root():
             return self.start_source
         parent = Plan.of({PATH: dict(list(plan.table()[PATH].items())[:-1])})
-        answer = ask_source(
-            self.llm,
-            self._messages(
-                "instantiate",
-                spec=self.spec,
-                path=self._path_text(plan),
-                parent_source=parent_source,
-                results=self._results(parent),
-                signature=self.signature,
-            ),
-            purpose="instantiate",
-            reasks=self.knobs.reasks,
-        )
+        try:
+            answer = ask_source(
+                self.llm,
+                self._messages(
+                    "instantiate",
+                    spec=self.spec,
+                    path=self._path_text(plan),
+                    parent_source=parent_source,
+                    results=self._results(parent),
+                    signature=self.signature,
+                ),
+                purpose="instantiate",
+                reasks=self.knobs.reasks,
+            )
+        except (BudgetExhausted, ReplayMiss) as e:
+            if isinstance(e, BudgetExhausted):
+                self.spent = str(e)
+            return self._source_or_failure(None, str(e))
         return self._source_or_failure(answer.value, answer.error)
 
     def repair(self, plan: Plan, source: str, evaluation: Evaluation) -> str | None:
+        if self.spent is not None:
+            return None
         answer = ask_source(
             self.llm,
             self._messages(
@@ -336,6 +346,20 @@ class LlmWorldModel:
 
     def beliefs_json(self, beliefs: LlmBeliefs) -> str:
         return beliefs.to_json()
+
+    def summary(self) -> str | None:
+        """What a user should know at the end of a run, if anything."""
+        parts = []
+        if self.spent:
+            parts.append(f"{self.spent}; the search ended with what it had measured")
+        if self.invalid:
+            parts.append(f"{self.invalid} LLM answers were unusable after re-asking")
+        if self.llm.misses:
+            parts.append(
+                f"replay: {self.llm.misses} calls were not recorded (these settings went "
+                "where the recorded run did not)"
+            )
+        return "; ".join(parts) or None
 
     # -- prompt parts ----------------------------------------------------------------------------
 
