@@ -19,17 +19,22 @@ from pydantic import BaseModel, Field
 
 from ksearch.evaluation import Evaluation, Status
 from ksearch.mcts import Proposal
-from ksearch.plan import Action, Plan
+from ksearch.plan import Action, Plan, Value
 from ksearch.protocols import Evidence
 from ksearch.task import Task, Workload
 from worldmodel import prompts
+from worldmodel.beliefs import Posterior
 from worldmodel.llm import BudgetExhausted, Llm, ReplayMiss
 from worldmodel.parse import ask_json, ask_source
+from worldmodel.tuning import neighbours, set_constant, tunables
 
 log = logging.getLogger(__name__)
 
 PATH = "path"
 STEP = "step"
+TUNE = "tune"
+#: prior std (ln units) of the effect of a tunable constant's move: weak, as DESIGN.md says
+TUNE_STD = 0.1
 
 
 class Step(BaseModel):
@@ -120,8 +125,15 @@ class Calibration:
 
 @dataclass(frozen=True, slots=True)
 class LlmBeliefs:
+    """The calibration of the LLM's predictions, and posteriors of the effect on ln latency
+    of each move of a tunable constant (`tune:NAME:old->new`)."""
+
     version: int = 0
     calibration: Calibration = field(default_factory=Calibration)
+    effects: Mapping[str, Posterior] = field(default_factory=dict)
+
+    def effect(self, kind: str) -> Posterior:
+        return self.effects.get(kind) or Posterior.from_prior(0.0, TUNE_STD)
 
     def to_json(self) -> str:
         c = self.calibration
@@ -136,6 +148,7 @@ class LlmBeliefs:
                     "residual": c.residual,
                     "sums": [c.sx, c.sy, c.sxx, c.sxy, c.syy],
                 },
+                "effects": {k: [p.m, p.std, p.n] for k, p in sorted(self.effects.items())},
             }
         )
 
@@ -158,8 +171,19 @@ def path(plan: Plan) -> list[str]:
 
 
 def extend(plan: Plan, title: str) -> Plan:
+    """The plan one LLM step further (its code starts from the parent's, tuned constants
+    included, so the tuning is not carried in the plan)."""
     steps = path(plan)
     return Plan.of({PATH: {f"{i:02d}": s for i, s in enumerate([*steps, title])}})
+
+
+def tuned(plan: Plan, name: str, value: Value) -> Plan:
+    table = plan.table()
+    return Plan.of({**table, TUNE: {**table.get(TUNE, {}), name: value}})
+
+
+def tune_kind(name: str, old: Value, new: Value) -> str:
+    return f"{TUNE}:{name}:{old}->{new}"
 
 
 class LlmWorldModel:
@@ -184,6 +208,7 @@ class LlmWorldModel:
         self._latency: dict[str, Mapping[str, float]] = {}
         self.invalid = 0
         self.spent: str | None = None  # why no more calls may be made, once a cap is reached
+        self._sources: dict[str, str] = {}  # each instantiated plan's code, for its tunables
 
     def root(self) -> Plan:
         return Plan.of({PATH: {"00": "start"}})
@@ -233,31 +258,47 @@ class LlmWorldModel:
         std = self.knobs.max_std * (1.0 - step.confidence) + 0.05
         return beliefs.calibration.apply(raw), math.hypot(std, beliefs.calibration.residual)
 
+    def tune_moves(self, plan: Plan) -> list[tuple[str, Value, Value]]:
+        """(NAME, old, new) for each neighbouring value of each constant the plan's code
+        declares tunable; no LLM call."""
+        source = self._sources.get(plan.key)
+        if source is None:
+            return []
+        return [
+            (name, value, new)
+            for name, (value, values) in sorted(tunables(source).items())
+            for new in neighbours(value, values)
+        ]
+
     def propose(self, plan: Plan, beliefs: LlmBeliefs) -> list[Proposal]:
-        scored = []
+        """The LLM's next steps and the moves of the plan's tunable constants, one softmax
+        over their calibrated (steps) or posterior (constants) predictions."""
+        scored: list[tuple[float, Action, Plan, float, float, float]] = []
         for step in self.steps(plan):
             mean, std = self._prediction(step, beliefs)
-            scored.append((mean / self.knobs.temperature, step, mean, std))
+            action = Action(STEP, step.title)
+            scored.append((mean, action, extend(plan, step.title), mean, std, step.difficulty))
+        for name, old, new in self.tune_moves(plan):
+            post = beliefs.effect(tune_kind(name, old, new))
+            action = Action(f"{TUNE}:{name}", new)
+            scored.append((-post.m, action, tuned(plan, name, new), -post.m, post.std, 1.0))
         if not scored:
             return []
         top = max(s for s, *_ in scored)
-        weights = [math.exp(s - top) for s, *_ in scored]
+        weights = [math.exp((s - top) / self.knobs.temperature) for s, *_ in scored]
         z = sum(weights)
         out = [
-            Proposal(
-                Action(STEP, step.title),
-                extend(plan, step.title),
-                mean,
-                std,
-                w / z,
-                difficulty=float(step.difficulty),
-            )
-            for w, (_, step, mean, std) in zip(weights, scored, strict=True)
+            Proposal(action, child, mean, std, w / z, difficulty=float(difficulty))
+            for w, (_, action, child, mean, std, difficulty) in zip(weights, scored, strict=True)
         ]
         out.sort(key=lambda p: (-p.prior, p.action.describe()))
         return out
 
     def predict(self, plan: Plan, action: Action, beliefs: LlmBeliefs) -> tuple[float, float]:
+        for name, old, new in self.tune_moves(plan):
+            if action.param == f"{TUNE}:{name}" and action.value == new:
+                post = beliefs.effect(tune_kind(name, old, new))
+                return -post.m, post.std
         for step in self.steps(plan):
             if step.title == action.value:
                 return self._prediction(step, beliefs)
@@ -266,8 +307,20 @@ class LlmWorldModel:
     # -- code ----------------------------------------------------------------------------------
 
     def instantiate(self, plan: Plan, parent_source: str | None) -> str:
+        source = self._instantiate(plan, parent_source)
+        self._sources[plan.key] = source
+        return source
+
+    def _instantiate(self, plan: Plan, parent_source: str | None) -> str:
         if parent_source is None or plan == self.root():
             return self.start_source
+        tune = plan.table().get(TUNE, {})
+        if tune:  # a move of a tunable constant: the parent's code with one value changed
+            current = tunables(parent_source)
+            for name, value in tune.items():
+                if name in current and current[name][0] != value:
+                    parent_source = set_constant(parent_source, name, value)
+            return parent_source
         parent = Plan.of({PATH: dict(list(plan.table()[PATH].items())[:-1])})
         try:
             answer = ask_source(
@@ -321,7 +374,9 @@ class LlmWorldModel:
 
     def revise(self, beliefs: LlmBeliefs, evidence: Evidence) -> LlmBeliefs:
         """Keep the measured times for later prompts; calibrate predictions on passed ones."""
-        parent = evidence.parent_plan
+        parent, action = evidence.parent_plan, evidence.action
+        if action.param.startswith(f"{TUNE}:"):
+            return self._revise_tune(beliefs, evidence)
         child = extend(parent, str(evidence.action.value))
         self._latency.setdefault(parent.key, evidence.parent_latency)
         if evidence.status is Status.PASSED:
@@ -343,6 +398,26 @@ class LlmWorldModel:
                 observed = sum(ratios) / len(ratios)
                 return LlmBeliefs(beliefs.version + 1, beliefs.calibration.observe(raw, observed))
         return replace(beliefs, version=beliefs.version + 1)
+
+    def _revise_tune(self, beliefs: LlmBeliefs, evidence: Evidence) -> LlmBeliefs:
+        name = evidence.action.param.split(":", 1)[1]
+        child = tuned(evidence.parent_plan, name, evidence.action.value)
+        old = tunables(self._sources.get(evidence.parent_plan.key, "")).get(name, (None,))[0]
+        if evidence.status is not Status.PASSED or old is None:
+            return replace(beliefs, version=beliefs.version + 1)
+        self._latency[child.key] = evidence.child_latency
+        ratios = [
+            math.log(evidence.child_latency[w] / t)
+            for w, t in evidence.parent_latency.items()
+            if evidence.child_latency.get(w)
+        ]
+        if not ratios:
+            return replace(beliefs, version=beliefs.version + 1)
+        kind = tune_kind(name, old, evidence.action.value)
+        post = beliefs.effect(kind).observe(sum(ratios) / len(ratios))
+        return replace(
+            beliefs, version=beliefs.version + 1, effects={**beliefs.effects, kind: post}
+        )
 
     def beliefs_json(self, beliefs: LlmBeliefs) -> str:
         return beliefs.to_json()
