@@ -156,6 +156,8 @@ def _llm_world_model(cfg: DictConfig, t: Task, harness: Harness, store: Store) -
         reasks=int(w.reasks),
         temperature=float(w.temperature),
         max_std=float(w.max_std),
+        revise_every=int(w.revise_every),
+        max_new=int(w.max_new),
     )
     start, signature = start_of(t)
     return LlmWorldModel(

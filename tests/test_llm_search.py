@@ -32,6 +32,14 @@ def plan_for(path: list[str]):
 
 def responder(body):
     prompt = body["messages"][0]["content"]
+    if prompt.startswith("You keep the open plans"):
+        # prune the first open plan, add one step under the measured plan just reported
+        opened = re.findall(r"^(\w{8}) \(parent", prompt.split("# Open plans", 1)[1], re.M)
+        parent = re.findall(r"\(parent (\w{8})\)", prompt.split("# Open plans", 1)[0])[0]
+        edits = [{"op": "prune", "plan": p} for p in opened[:1]]
+        edits.append({"op": "insert", "plan": parent, "title": "persistent grid",
+                      "speedup": 1.1, "confidence": 0.5})  # fmt: skip
+        return completion(json.dumps({"edits": edits}))
     path = re.findall(r"^\d+\. (.+)$", prompt.split("# The plan", 1)[1], re.M)[1:]
     if prompt.startswith("You are planning"):
         steps = [
@@ -73,7 +81,7 @@ def test_an_llm_search_completes_and_replays_to_the_same_tree_without_a_server(t
     assert replay.returncode == 0, replay.stderr
     assert tree_of(replay_dir) == tree_of(live_dir)
     shown = ksearch(str(live_dir / "search.db"), module="ksearch.replay")
-    assert re.search(r"LLM: \d+ calls \(instantiate \d+, propose \d+\)", shown.stdout)
+    assert re.search(r"LLM: \d+ calls \(instantiate \d+, propose \d+, revise \d+\)", shown.stdout)
     usage = json.loads(
         ksearch(str(live_dir / "search.db"), "--json", module="ksearch.replay").stdout
     )["llm"]

@@ -13,9 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
-
-from pydantic import BaseModel, Field
+from dataclasses import dataclass, replace
 
 from ksearch.evaluation import Evaluation, Status
 from ksearch.mcts import Proposal
@@ -23,9 +21,11 @@ from ksearch.plan import Action, Plan, Value
 from ksearch.protocols import Evidence
 from ksearch.task import Task, Workload
 from worldmodel import prompts
-from worldmodel.beliefs import Posterior
+from worldmodel.calibration import LlmBeliefs
+from worldmodel.edits import apply_edits
 from worldmodel.llm import BudgetExhausted, Llm, ReplayMiss
 from worldmodel.parse import ask_json, ask_source
+from worldmodel.schemas import Edits, Step, Steps
 from worldmodel.tuning import neighbours, set_constant, tunables
 
 log = logging.getLogger(__name__)
@@ -33,22 +33,6 @@ log = logging.getLogger(__name__)
 PATH = "path"
 STEP = "step"
 TUNE = "tune"
-#: prior std (ln units) of the effect of a tunable constant's move: weak, as DESIGN.md says
-TUNE_STD = 0.1
-
-
-class Step(BaseModel):
-    """One proposed step, as the LLM states it."""
-
-    title: str = Field(min_length=1, max_length=200)
-    description: str = ""
-    speedup: float = Field(gt=0, description="predicted speedup over the current kernel")
-    confidence: float = Field(ge=0, le=1)
-    difficulty: int = Field(ge=1, le=5)
-
-
-class Steps(BaseModel):
-    steps: list[Step] = Field(max_length=8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,97 +44,16 @@ class LlmKnobs:
         reasks: re-asks after an unusable answer.
         temperature: softmax temperature of priors over calibrated ln speedups.
         max_std: the std (ln units) of a prediction made with zero confidence.
+        revise_every: measurements between two revisions of the open plans (0: never).
+        max_new: the most steps one revision may insert.
     """
 
     proposals: int = 4
     reasks: int = 2
     temperature: float = 0.2
     max_std: float = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class Calibration:
-    """observed ≈ slope · predicted + intercept (ln speedups), a least-squares fit shrunk
-    towards the identity by `prior` pseudo-observations, with its residual spread."""
-
-    n: int = 0
-    sx: float = 0.0
-    sy: float = 0.0
-    sxx: float = 0.0
-    sxy: float = 0.0
-    syy: float = 0.0
-    prior: float = 3.0
-
-    def observe(self, x: float, y: float) -> Calibration:
-        return replace(
-            self,
-            n=self.n + 1,
-            sx=self.sx + x,
-            sy=self.sy + y,
-            sxx=self.sxx + x * x,
-            sxy=self.sxy + x * y,
-            syy=self.syy + y * y,
-        )
-
-    @property
-    def slope_intercept(self) -> tuple[float, float]:
-        # normal equations with `prior` pseudo-points on y = x at x = ±0.2
-        k, px = self.prior, 0.2
-        n, sx, sy = self.n + k, self.sx, self.sy
-        sxx, sxy = self.sxx + k * px * px, self.sxy + k * px * px
-        det = n * sxx - sx * sx
-        slope = (n * sxy - sx * sy) / det if det > 1e-12 else 1.0
-        return slope, (sy - slope * sx) / n
-
-    def apply(self, x: float) -> float:
-        slope, intercept = self.slope_intercept
-        return slope * x + intercept
-
-    @property
-    def residual(self) -> float:
-        """Root-mean-square error of the fit on what was observed (0 before any)."""
-        if self.n == 0:
-            return 0.0
-        slope, intercept = self.slope_intercept
-        sse = (
-            self.syy
-            - 2 * slope * self.sxy
-            - 2 * intercept * self.sy
-            + slope**2 * self.sxx
-            + 2 * slope * intercept * self.sx
-            + self.n * intercept**2
-        )
-        return math.sqrt(max(sse, 0.0) / self.n)
-
-
-@dataclass(frozen=True, slots=True)
-class LlmBeliefs:
-    """The calibration of the LLM's predictions, and posteriors of the effect on ln latency
-    of each move of a tunable constant (`tune:NAME:old->new`)."""
-
-    version: int = 0
-    calibration: Calibration = field(default_factory=Calibration)
-    effects: Mapping[str, Posterior] = field(default_factory=dict)
-
-    def effect(self, kind: str) -> Posterior:
-        return self.effects.get(kind) or Posterior.from_prior(0.0, TUNE_STD)
-
-    def to_json(self) -> str:
-        c = self.calibration
-        slope, intercept = c.slope_intercept
-        return json.dumps(
-            {
-                "version": self.version,
-                "calibration": {
-                    "n": c.n,
-                    "slope": slope,
-                    "intercept": intercept,
-                    "residual": c.residual,
-                    "sums": [c.sx, c.sy, c.sxx, c.sxy, c.syy],
-                },
-                "effects": {k: [p.m, p.std, p.n] for k, p in sorted(self.effects.items())},
-            }
-        )
+    revise_every: int = 4
+    max_new: int = 2
 
 
 def start_of(task: Task) -> tuple[str, str]:
@@ -209,6 +112,9 @@ class LlmWorldModel:
         self.invalid = 0
         self.spent: str | None = None  # why no more calls may be made, once a cap is reached
         self._sources: dict[str, str] = {}  # each instantiated plan's code, for its tunables
+        self._measured = 0
+        self._asked: dict[str, Plan] = {}
+        self.revisions = {"applied": 0, "rejected": 0}
 
     def root(self) -> Plan:
         return Plan.of({PATH: {"00": "start"}})
@@ -221,6 +127,7 @@ class LlmWorldModel:
     def steps(self, plan: Plan) -> list[Step]:
         """The LLM's proposed next steps of `plan`, asked for once."""
         if plan.key not in self._steps:
+            self._asked[plan.key] = plan
             steps: list[Step] = []
             try:
                 answer = ask_json(
@@ -373,6 +280,16 @@ class LlmWorldModel:
     # -- learning ------------------------------------------------------------------------------
 
     def revise(self, beliefs: LlmBeliefs, evidence: Evidence) -> LlmBeliefs:
+        """Learn from one measurement; every `revise_every` measurements, let the LLM edit
+        the open plans."""
+        beliefs = self._learn(beliefs, evidence)
+        self._measured += 1
+        every = self.knobs.revise_every
+        if every > 0 and self._measured % every == 0 and self.spent is None:
+            self._revise_plans(evidence)
+        return beliefs
+
+    def _learn(self, beliefs: LlmBeliefs, evidence: Evidence) -> LlmBeliefs:
         """Keep the measured times for later prompts; calibrate predictions on passed ones."""
         parent, action = evidence.parent_plan, evidence.action
         if action.param.startswith(f"{TUNE}:"):
@@ -419,6 +336,72 @@ class LlmWorldModel:
             beliefs, version=beliefs.version + 1, effects={**beliefs.effects, kind: post}
         )
 
+    def _revise_plans(self, evidence: Evidence) -> None:
+        plans = {p.key: p for p in self._asked.values()}
+        open_ids: dict[str, tuple[str, str]] = {}
+        lines = []
+        for key, steps in self._steps.items():
+            for step in steps:
+                child = extend(plans[key], step.title)
+                if child.key not in self._sources:
+                    open_ids[child.key[:8]] = (key, step.title)
+                    lines.append(
+                        f"{child.key[:8]} (parent {key[:8]}): {step.title}, "
+                        f"×{step.speedup:.2f}, {step.confidence:.2f}"
+                    )
+        measured = {k[:8]: k for k in self._latency if k in self._steps}
+        child = extend(evidence.parent_plan, str(evidence.action.value))
+        if evidence.action.param.startswith(f"{TUNE}:"):
+            return
+        ratios = [
+            evidence.parent_latency[w] / t
+            for w, t in evidence.child_latency.items()
+            if evidence.parent_latency.get(w)
+        ]
+        observed = (
+            f"measured ×{math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}"
+            if ratios
+            else evidence.status.value
+        )
+        text = (
+            f"{child.key[:8]} (parent {evidence.parent_plan.key[:8]}): "
+            f"{evidence.action.value}: predicted ×{math.exp(evidence.predicted_mean):.2f}, "
+            f"{observed}"
+        )
+        try:
+            answer = ask_json(
+                self.llm,
+                self._messages(
+                    "revise",
+                    spec=self.spec,
+                    evidence=text,
+                    plans="\n".join(lines) or "none",
+                    max_new=self.knobs.max_new,
+                    schema=json.dumps(Edits.model_json_schema()),
+                ),
+                Edits,
+                purpose="revise",
+                reasks=self.knobs.reasks,
+            )
+        except (BudgetExhausted, ReplayMiss) as e:
+            if isinstance(e, BudgetExhausted):
+                self.spent = str(e)
+            return
+        if answer.value is None:
+            self.invalid += 1
+            return
+        outcome = apply_edits(
+            answer.value,
+            self._steps,
+            open_ids=open_ids,
+            measured_ids=measured,
+            max_new=self.knobs.max_new,
+        )
+        self.revisions["applied"] += outcome.applied
+        self.revisions["rejected"] += len(outcome.rejected)
+        for reason in outcome.rejected:
+            log.info("revision rejected: %s", reason)
+
     def beliefs_json(self, beliefs: LlmBeliefs) -> str:
         return beliefs.to_json()
 
@@ -429,6 +412,8 @@ class LlmWorldModel:
             parts.append(f"{self.spent}; the search ended with what it had measured")
         if self.invalid:
             parts.append(f"{self.invalid} LLM answers were unusable after re-asking")
+        if self.revisions["rejected"]:
+            parts.append(f"{self.revisions['rejected']} plan edits broke a rule and were rejected")
         if self.llm.misses:
             parts.append(
                 f"replay: {self.llm.misses} calls were not recorded (these settings went "
