@@ -80,6 +80,16 @@ def test_an_llm_search_completes_and_replays_to_the_same_tree_without_a_server(t
     )
     assert replay.returncode == 0, replay.stderr
     assert tree_of(replay_dir) == tree_of(live_dir)
+    assert "not recorded" not in replay.stderr
+    counterfactual = ksearch(
+        *[c for c in common if not c.startswith("search.budget")],
+        "search.budget=8",
+        "worldmodel=replay",
+        f"worldmodel.calls_from={live_dir / 'search.db'}",
+        f"hydra.run.dir={tmp_path / 'counterfactual'}",
+    )
+    assert counterfactual.returncode == 0, counterfactual.stderr
+    assert re.search(r"replay: \d+ calls were not recorded", counterfactual.stderr)
     shown = ksearch(str(live_dir / "search.db"), module="ksearch.replay")
     assert re.search(r"LLM: \d+ calls \(instantiate \d+, propose \d+, revise \d+\)", shown.stdout)
     usage = json.loads(
