@@ -128,3 +128,18 @@ def test_an_endpoint_that_refuses_the_key_stops_the_run_with_a_message(tmp_path)
     assert out.returncode == 2
     assert "refused the key (set OPENAI_API_KEY)" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_resumed_llm_run_never_pays_twice_for_a_recorded_call(tmp_path):
+    server = ScriptedServer(responder)
+    try:
+        first = run_against(server, tmp_path, "search.budget=3")
+        asked_first = [json.dumps(r["messages"]) for r in server.requests]
+        server.requests.clear()
+        resumed = run_against(server, tmp_path, "search.budget=6")
+        asked_again = [json.dumps(r["messages"]) for r in server.requests]
+    finally:
+        server.close()
+    assert first.returncode == 0 and resumed.returncode == 0, resumed.stderr
+    assert "resuming the run" in resumed.stderr
+    assert asked_again and not set(asked_first) & set(asked_again)
