@@ -309,8 +309,9 @@ class Llm:
                 openai.APIConnectionError,
             ) as e:
                 if attempt == s.retries:
+                    tries = f"{attempt + 1} time" + ("s" if attempt else "")
                     raise LlmError(
-                        f"the endpoint {s.base_url} failed {s.retries + 1} times; last: {_brief(e)}"
+                        f"the endpoint {s.base_url} failed {tries}; last: {_brief(e)}"
                     ) from e
                 response = getattr(e, "response", None)
                 asked = retry_after(response.headers if response is not None else None)
