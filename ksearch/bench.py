@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import math
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from omegaconf import DictConfig, ListConfig
 from rich.console import Console
 from rich.table import Table
 
-from ksearch.evaluation import Evaluation
+from ksearch.evaluation import Evaluation, geomean
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +33,6 @@ class Entry:
     evaluation: Evaluation
 
 
-def geomean(values: Iterable[float]) -> float | None:
-    logs = [math.log(v) for v in values if v and v > 0]
-    return math.exp(sum(logs) / len(logs)) if logs else None
-
-
 def summary(ev: Evaluation, headline: Sequence[str]) -> dict[str, Any]:
     """Geometric means of one entry: over the suite, and over the headline workloads."""
     rows = {w.name: w for w in ev.workloads}
@@ -46,10 +40,10 @@ def summary(ev: Evaluation, headline: Sequence[str]) -> dict[str, Any]:
     return {
         "status": ev.status.value,
         "method": ev.method.value if ev.method else None,
-        "speedup": geomean(w.speedup for w in ev.workloads if w.speedup),
-        "time_over_floor": geomean(w.time_over_floor for w in ev.workloads if w.time_over_floor),
+        "speedup": geomean(w.speedup for w in ev.workloads),
+        "time_over_floor": geomean(w.time_over_floor for w in ev.workloads),
         "headline_time_over_floor": (
-            geomean(w.time_over_floor for w in cells if w.time_over_floor)
+            geomean(w.time_over_floor for w in cells)
             if cells and all(w.time_over_floor for w in cells)
             else None
         ),
@@ -71,8 +65,13 @@ def _f(x: float | None, fmt: str) -> str:
     return "—" if x is None else format(x, fmt)
 
 
-def table(entries: Sequence[Entry], headline: Sequence[str], title: str) -> Table:
-    """Workloads down, entries across (µs, × floor, speedup each)."""
+def table(
+    entries: Sequence[Entry],
+    summaries: Mapping[str, Mapping[str, Any]],
+    headline: Sequence[str],
+    title: str,
+) -> Table:
+    """Workloads down, entries across (µs, × floor, speedup each); `summaries` by label."""
     t = Table(title=title)
     t.add_column("workload")
     t.add_column("floor µs", justify="right")
@@ -100,7 +99,7 @@ def table(entries: Sequence[Entry], headline: Sequence[str], title: str) -> Tabl
     ):
         cells = []
         for e in entries:
-            s = summary(e.evaluation, headline)
+            s = summaries[e.label]
             speed = _f(s["speedup"], ".3f") if key == "time_over_floor" else ""
             cells += ["", _f(s[key], ".3f"), speed]
         t.add_row(label, "", *cells, end_section=label.endswith("suite"))
@@ -128,18 +127,12 @@ def _labels(paths: Sequence[Path]) -> list[str]:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="bench")
 def main(cfg: DictConfig) -> None:
     from ksearch import config as C
-    from ksearch.harness import Harness
 
     console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 250)
     try:
         paths = _paths(cfg.candidate)
-        for p in paths:
-            if not p.is_file():
-                raise C.ConfigError(f"candidate file {p} does not exist")
-        task = C.task(cfg)
-        mode = C.scorer_mode(cfg)
-        suite = None if cfg.workloads is None else str(cfg.workloads)
-        harness = Harness(task, C.harness_config(cfg, mode, suite))
+        mode, harness = C.scoring(cfg, paths)
+        task = harness.task
     except (C.ConfigError, ValueError) as err:
         console.print(f"[bold red]error:[/] {err}", highlight=False)
         sys.exit(2)
@@ -162,7 +155,8 @@ def main(cfg: DictConfig) -> None:
     title = f"{task.name}, {harness.config.suite} suite, {fp.get('gpu') or fp.get('device')}" + (
         " (times are analytic estimates)" if mode == "interpret" else ""
     )
-    console.print(table(entries, headline, title))
+    summaries = {e.label: summary(e.evaluation, headline) for e in entries}
+    console.print(table(entries, summaries, headline, title))
     for e in entries:
         if e.evaluation.reason:
             console.print(f"{e.label}: {e.evaluation.reason}", highlight=False)
@@ -173,7 +167,7 @@ def main(cfg: DictConfig) -> None:
         "suite": harness.config.suite,
         "fingerprint": fp,
         "headline": list(headline),
-        "entries": {e.label: summary(e.evaluation, headline) for e in entries},
+        "entries": summaries,
     }
     line = json.dumps(result)
     if cfg.out:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,18 @@ def harness_config(cfg: DictConfig, mode: str, suite: str | None = None) -> Harn
         reuse=int(s.reuse),
         screen=float(s.screen),
     )
+
+
+def scoring(cfg: DictConfig, candidates: Sequence[Path]) -> tuple[str, Harness]:
+    """Scorer mode and harness (its `task` included) for a command that scores candidate files
+    (`workloads=SUITE` picks the suite); a missing file is a ConfigError."""
+    for path in candidates:
+        if not path.is_file():
+            raise ConfigError(f"candidate file {path} does not exist")
+    t = task(cfg)
+    mode = scorer_mode(cfg)
+    suite = None if cfg.workloads is None else str(cfg.workloads)
+    return mode, Harness(t, harness_config(cfg, mode, suite))
 
 
 def search_config(cfg: DictConfig) -> SearchConfig:

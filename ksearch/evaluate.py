@@ -57,17 +57,11 @@ def table(ev: Evaluation) -> Table:
 @hydra.main(version_base="1.3", config_path="../conf", config_name="evaluate")
 def main(cfg: DictConfig) -> None:
     from ksearch import config as C
-    from ksearch.harness import Harness
 
     console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 200)
     path = Path(str(cfg.candidate))
     try:
-        if not path.is_file():
-            raise C.ConfigError(f"candidate file {path} does not exist")
-        task = C.task(cfg)
-        mode = C.scorer_mode(cfg)
-        suite = None if cfg.workloads is None else str(cfg.workloads)
-        harness = Harness(task, C.harness_config(cfg, mode, suite))
+        mode, harness = C.scoring(cfg, [path])
     except (C.ConfigError, ValueError) as e:
         console.print(f"[bold red]error:[/] {e}", highlight=False)
         sys.exit(2)

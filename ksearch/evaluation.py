@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -105,6 +106,12 @@ class Evaluation:
         )
 
 
+def geomean(values: Iterable[float | None]) -> float | None:
+    """Geometric mean of the positive values, or None if there are none."""
+    logs = [math.log(v) for v in values if v is not None and v > 0]
+    return math.exp(sum(logs) / len(logs)) if logs else None
+
+
 def summarize(
     candidate: str,
     rows: list[WorkloadResult],
@@ -124,7 +131,7 @@ def summarize(
     score = None
     speedups = [w.speedup for w in rows if w.speedup is not None and w.speedup > 0]
     if worst.status is Status.PASSED and speedups:
-        score = math.exp(sum(math.log(s) for s in speedups) / len(speedups))
+        score = geomean(speedups)
     return Evaluation(worst.status, candidate, method, tuple(rows), reason, score, fingerprint)
 
 

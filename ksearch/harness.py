@@ -26,7 +26,15 @@ from pathlib import Path
 from typing import Any
 
 from ksearch.checking import Checker
-from ksearch.evaluation import Evaluation, Method, Status, WorkloadResult, failure, summarize
+from ksearch.evaluation import (
+    Evaluation,
+    Method,
+    Status,
+    WorkloadResult,
+    failure,
+    geomean,
+    summarize,
+)
 from ksearch.plan import read_plan
 from ksearch.task import H100_CEILINGS, Task, Workload
 from ksearch.workers import STARTUP_TIMEOUT, Workers
@@ -233,8 +241,8 @@ class Harness:
 
     def _screened(self, latencies: dict[str, float]) -> tuple[bool, float]:
         """Whether to go on timing, and the candidate's geomean time over the best times."""
-        ratios = [latencies[n] / self._best[n] for n in latencies if self._best.get(n)]
-        ratio = math.exp(sum(map(math.log, ratios)) / len(ratios)) if ratios else 1.0
+        ratio = geomean(latencies[n] / self._best[n] for n in latencies if self._best.get(n))
+        ratio = 1.0 if ratio is None else ratio
         return ratio <= self.config.screen, ratio
 
     def _merge(self, raw: list[dict[str, Any]], checker: Checker) -> list[WorkloadResult]:

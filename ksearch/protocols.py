@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -31,6 +32,15 @@ class Evidence:
     predicted_std: float
     parent_latency: Mapping[str, float]
     child_latency: Mapping[str, float]
+
+    def log_speedup(self) -> float | None:
+        """Mean ln(t_parent / t_child) over the workloads both were timed on, or None."""
+        logs = [
+            math.log(t / self.child_latency[w])
+            for w, t in self.parent_latency.items()
+            if t > 0 and self.child_latency.get(w)
+        ]
+        return sum(logs) / len(logs) if logs else None
 
 
 class WorldModel(Protocol):

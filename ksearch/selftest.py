@@ -25,7 +25,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from ksearch.evaluation import Evaluation
+from ksearch.evaluation import Evaluation, geomean
 from ksearch.harness import Harness, HarnessConfig
 from ksearch.plan import actions
 from ksearch.task import Task, load_task
@@ -51,10 +51,6 @@ def run(**inputs):
 CRASH = "import os\n\n\ndef run(**inputs):\n    os._exit(3)\n"
 
 
-def _geomean(values: list[float]) -> float:
-    return math.exp(sum(math.log(v) for v in values) / len(values))
-
-
 def repeatability(harness: Harness, source: str, repeats: int) -> dict[str, Any]:
     runs = [harness.evaluate(source, screen=False) for _ in range(repeats)]
     bad = [ev for ev in runs if not ev.passed]
@@ -65,7 +61,7 @@ def repeatability(harness: Harness, source: str, repeats: int) -> dict[str, Any]
         for name, t in ev.latencies().items():
             per.setdefault(name, []).append(t)
     spreads = {n: (max(ts) - min(ts)) / statistics.median(ts) for n, ts in per.items()}
-    suite = [_geomean(list(ev.latencies().values())) for ev in runs]
+    suite = [geomean(ev.latencies().values()) or math.nan for ev in runs]
     return {
         "repeats": repeats,
         "suite_geomean_us": suite,
@@ -88,7 +84,7 @@ def side_stream(harness: Harness, task: Task) -> dict[str, Any]:
     if honest.passed and cheat.passed:
         h, c = honest.latencies(), cheat.latencies()
         ratios = [c[n] / h[n] for n in h if n in c]
-        out.update(cheat_over_honest_min=min(ratios), cheat_over_honest_geomean=_geomean(ratios))
+        out.update(cheat_over_honest_min=min(ratios), cheat_over_honest_geomean=geomean(ratios))
     return out
 
 

@@ -298,11 +298,7 @@ class LlmWorldModel:
         self._latency.setdefault(parent.key, evidence.parent_latency)
         if evidence.status is Status.PASSED:
             self._latency[child.key] = evidence.child_latency
-            ratios = [
-                math.log(t / evidence.child_latency[w])
-                for w, t in evidence.parent_latency.items()
-                if evidence.child_latency.get(w)
-            ]
+            observed = evidence.log_speedup()
             raw = next(
                 (
                     math.log(s.speedup)
@@ -311,8 +307,7 @@ class LlmWorldModel:
                 ),
                 None,
             )
-            if ratios and raw is not None:
-                observed = sum(ratios) / len(ratios)
+            if observed is not None and raw is not None:
                 return LlmBeliefs(beliefs.version + 1, beliefs.calibration.observe(raw, observed))
         return replace(beliefs, version=beliefs.version + 1)
 
@@ -323,20 +318,18 @@ class LlmWorldModel:
         if evidence.status is not Status.PASSED or old is None:
             return replace(beliefs, version=beliefs.version + 1)
         self._latency[child.key] = evidence.child_latency
-        ratios = [
-            math.log(evidence.child_latency[w] / t)
-            for w, t in evidence.parent_latency.items()
-            if evidence.child_latency.get(w)
-        ]
-        if not ratios:
+        speedup = evidence.log_speedup()
+        if speedup is None:
             return replace(beliefs, version=beliefs.version + 1)
         kind = tune_kind(name, old, evidence.action.value)
-        post = beliefs.effect(kind).observe(sum(ratios) / len(ratios))
+        post = beliefs.effect(kind).observe(-speedup)  # the effect on ln latency
         return replace(
             beliefs, version=beliefs.version + 1, effects={**beliefs.effects, kind: post}
         )
 
     def _revise_plans(self, evidence: Evidence) -> None:
+        if evidence.action.param.startswith(f"{TUNE}:"):
+            return  # a constant's move says nothing the open plans should change for
         plans = {p.key: p for p in self._asked.values()}
         open_ids: dict[str, tuple[str, str]] = {}
         lines = []
@@ -351,17 +344,9 @@ class LlmWorldModel:
                     )
         measured = {k[:8]: k for k in self._latency if k in self._steps}
         child = extend(evidence.parent_plan, str(evidence.action.value))
-        if evidence.action.param.startswith(f"{TUNE}:"):
-            return
-        ratios = [
-            evidence.parent_latency[w] / t
-            for w, t in evidence.child_latency.items()
-            if evidence.parent_latency.get(w)
-        ]
+        speedup = evidence.log_speedup()
         observed = (
-            f"measured ×{math.exp(sum(map(math.log, ratios)) / len(ratios)):.2f}"
-            if ratios
-            else evidence.status.value
+            evidence.status.value if speedup is None else f"measured ×{math.exp(speedup):.2f}"
         )
         text = (
             f"{child.key[:8]} (parent {evidence.parent_plan.key[:8]}): "

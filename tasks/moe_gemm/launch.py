@@ -176,12 +176,17 @@ def _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap):
 _SMS: dict = {}
 
 
-def _programs(device, per_sm):
+def _grid(tiles, c, device):
+    """One program per tile, or for a persistent schedule PROGRAMS_PER_SM per SM at most."""
+    if c["schedule"] != "persistent":
+        return (tiles,)
     if device.type != "cuda":
-        return 4 * per_sm
-    if device not in _SMS:
-        _SMS[device] = torch.cuda.get_device_properties(device).multi_processor_count
-    return _SMS[device] * per_sm
+        sms = 4
+    else:
+        if device not in _SMS:
+            _SMS[device] = torch.cuda.get_device_properties(device).multi_processor_count
+        sms = _SMS[device]
+    return (min(tiles, sms * c["PROGRAMS_PER_SM"]),)
 
 
 def _weights(w2d, c, n, k):
@@ -272,10 +277,8 @@ def run(x, topk_ids, topk_weights, w1, w2):
             SWAP=bool(c["swap_ab"]),
             DESC=desc,
         )
-        persistent = c["schedule"] == "persistent"
         tiles1 = max_blocks * triton.cdiv(width, c["BLOCK_N1"])
-        cap = _programs(x.device, c["PROGRAMS_PER_SM"]) if persistent else tiles1
-        _gemm1[(min(tiles1, cap),)](
+        _gemm1[_grid(tiles1, c, x.device)](
             x,
             w1_2d,
             w1_arg,
@@ -319,8 +322,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
         )
     else:
         tiles2 = max_blocks * triton.cdiv(hidden, c["BLOCK_N2"]) * c["SPLIT_K"]
-        cap = _programs(x.device, c["PROGRAMS_PER_SM"]) if persistent else tiles2
-        _gemm2[(min(tiles2, cap),)](
+        _gemm2[_grid(tiles2, c, x.device)](
             h,
             w2_2d,
             w2_arg,

@@ -9,6 +9,7 @@ tested as it is; a plan only picks among their branches and sets their tiles.
 from __future__ import annotations
 
 import ast
+from functools import cache
 from pathlib import Path
 
 from ksearch.plan import Plan, header
@@ -33,21 +34,26 @@ def _without_docstring_and_imports(source: str) -> str:
     return "".join(lines[body[0].lineno - 1 :])
 
 
-def render(plan: Plan) -> str:
-    """The candidate for `plan`, whose header holds the plan's canonical form."""
-    plan = canonical(plan)
+@cache
+def _template() -> str:
+    """kernels.py then launch.py without its imports, with the regime bounds written in and
+    the CONFIGS line left to fill (read once per process)."""
     kernels = (HERE / "kernels.py").read_text()
     launch = _without_docstring_and_imports((HERE / "launch.py").read_text())
     for line in (_CONFIGS, _REGIMES):
         if line not in launch:
             raise RuntimeError(f"launch.py lost its {line!r} line")
     bounds = [(name, upper if upper != float("inf") else 1e30) for name, upper in REGIMES]
-    rows = "".join(f"    {regime!r}: {row!r},\n" for regime, row in plan.table().items())
-    table = "{\n" + rows + "}"
-    launch = launch.replace(_CONFIGS, f"CONFIGS = {table}").replace(_REGIMES, f"REGIMES = {bounds}")
     imports = "from triton.tools.tensor_descriptor import TensorDescriptor\nimport torch\n"
     return (
-        header(plan)
-        + kernels.replace("import triton\n", imports + "import triton\n", 1)
-        + ("\n\n" + launch)
+        kernels.replace("import triton\n", imports + "import triton\n", 1)
+        + "\n\n"
+        + launch.replace(_REGIMES, f"REGIMES = {bounds}")
     )
+
+
+def render(plan: Plan) -> str:
+    """The candidate for `plan`, whose header holds the plan's canonical form."""
+    plan = canonical(plan)
+    rows = "".join(f"    {regime!r}: {row!r},\n" for regime, row in plan.table().items())
+    return header(plan) + _template().replace(_CONFIGS, "CONFIGS = {\n" + rows + "}")
