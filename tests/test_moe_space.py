@@ -55,6 +55,15 @@ SAMPLE = {
         **dict(PAIR, SPLIT_K=2), dispatch="pair", epilogue="separate", combine="atomic"
     ),
     "pair-reduce": plan(**PAIR, dispatch="pair", combine="reduce"),
+    "pair-mma-fused": plan(**PAIR, dispatch="pair", pair_mma=True, combine="fused"),
+    "pair-mma-separate-atomic-splitk-tma": plan(
+        **dict(PAIR, SPLIT_K=2, BLOCK_N1=32, BLOCK_N2=16),
+        dispatch="pair",
+        pair_mma=True,
+        epilogue="separate",
+        combine="atomic",
+        weights="descriptors",
+    ),
     "per-regime": plan(
         ("medium",),
         plan(
@@ -120,6 +129,7 @@ def test_settings_without_effect_render_the_same_candidate():
     assert read_plan(TASK.render(a)) == canonical(a)
     c = plan(("tiny",), dispatch="padded")
     assert TASK.render(c) != TASK.render(a)
+    assert TASK.render(plan(("tiny",), dispatch="padded", pair_mma=True)) == TASK.render(c)
 
 
 def test_a_rendered_candidate_is_self_contained_and_carries_its_table():

@@ -2,8 +2,9 @@
 
 GEMMs over pairs sorted by expert in row blocks (`_gemm1` with SiLU·mul fused or not,
 `_gemm2` with per-pair rows or atomic sums per token, split-K, swapped operands), their
-matrix-vector twins with one program per pair, the separate activation pass and the
-weighted gather-sum of a token's k rows.
+matrix-vector twins with one program per pair (on CUDA cores, or on tensor cores with the
+vector padded to an MMA tile so the weight loads are software-pipelined), the separate
+activation pass and the weighted gather-sum of a token's k rows.
 """
 
 import triton
@@ -224,6 +225,32 @@ def _gemm2(
 
 
 @triton.jit
+def _vec(ptr, ks, k_end, ROWS: tl.constexpr, row, MMA: tl.constexpr):
+    # a vector of ROWS-row MMA operand: ptr[ks] as float32, or as row `row` of a [ROWS, K]
+    # tile whose other rows are zero (the matrix-vector product then runs on tensor cores)
+    if MMA:
+        r = tl.arange(0, ROWS)
+        v = tl.load(
+            ptr + ks[None, :] + 0 * r[:, None],
+            mask=(r == row)[:, None] & (ks < k_end)[None, :],
+            other=0.0,
+        )
+    else:
+        v = tl.load(ptr + ks, mask=ks < k_end, other=0.0).to(tl.float32)
+    return v
+
+
+@triton.jit
+def _gemv(w, v, acc, MMA: tl.constexpr):
+    # acc[BLOCK_N] += w · v on CUDA cores, or acc[BLOCK_N, ROWS] += w · vᵀ on tensor cores
+    if MMA:
+        acc = tl.dot(w, tl.trans(v), acc)
+    else:
+        acc += tl.sum(w.to(tl.float32) * v[None, :], axis=1)
+    return acc
+
+
+@triton.jit
 def _pair_gemm1(
     x_ptr,
     ids_ptr,
@@ -237,6 +264,7 @@ def _pair_gemm1(
     BLOCK_K: tl.constexpr,
     FUSED: tl.constexpr,
     DESC: tl.constexpr,
+    MMA: tl.constexpr,
 ):
     # one program per (pair, column tile): a matrix-vector product without sorting
     n_out = I if FUSED else 2 * I
@@ -245,19 +273,27 @@ def _pair_gemm1(
     col0 = (tl.program_id(0) % n_tiles) * BLOCK_N
     cols = col0 + tl.arange(0, BLOCK_N)
     base = tl.load(ids_ptr + pair).to(tl.int64) * 2 * I
-    acc_g = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    acc_u = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    if MMA:
+        acc_g = tl.zeros((BLOCK_N, 16), dtype=tl.float32)
+    else:
+        acc_g = tl.zeros((BLOCK_N,), dtype=tl.float32)
+    acc_u = tl.zeros_like(acc_g)
+    x_row = x_ptr + (pair // TOP_K) * H
     for k0 in range(0, H, BLOCK_K):
-        ks = k0 + tl.arange(0, BLOCK_K)
-        xk = tl.load(x_ptr + (pair // TOP_K) * H + ks, mask=ks < H, other=0.0).to(tl.float32)
+        xk = _vec(x_row, k0 + tl.arange(0, BLOCK_K), H, 16, 0, MMA)
         w = _w_tile(w_ptr, w_desc, base + col0, base + n_out, k0, H, BLOCK_N, BLOCK_K, DESC)
-        acc_g += tl.sum(w.to(tl.float32) * xk[None, :], axis=1)
+        acc_g = _gemv(w, xk, acc_g, MMA)
         if FUSED:
             w = _w_tile(w_ptr, w_desc, base + I + col0, base + 2 * I, k0, H, BLOCK_N, BLOCK_K, DESC)
-            acc_u += tl.sum(w.to(tl.float32) * xk[None, :], axis=1)
+            acc_u = _gemv(w, xk, acc_u, MMA)
+    if MMA:  # only column 0 holds products
+        g = tl.sum(acc_g, axis=1)
+        u = tl.sum(acc_u, axis=1)
+    else:
+        g, u = acc_g, acc_u
     if FUSED:
-        acc_g = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
-    tl.store(h_ptr + pair * n_out + cols, acc_g.to(h_ptr.dtype.element_ty), mask=cols < n_out)
+        g = g / (1.0 + tl.exp(-g)) * u
+    tl.store(h_ptr + pair * n_out + cols, g.to(h_ptr.dtype.element_ty), mask=cols < n_out)
 
 
 @triton.jit
@@ -276,9 +312,13 @@ def _pair_gemm2(
     DESC: tl.constexpr,
     COMBINE: tl.constexpr,
     SPLIT_K: tl.constexpr,
+    MMA: tl.constexpr,
+    ROWS: tl.constexpr,
 ):
     # down projection one pair at a time (COMBINE 0-2 as in _gemm2), or one token at a
-    # time summing its k pairs (3: the weighted gather-sum fused into the GEMM)
+    # time summing its k pairs (3: the weighted gather-sum fused into the GEMM). With MMA,
+    # pair j of the program adds into column j of a [BLOCK_N, ROWS] accumulator in one
+    # software-pipelined loop over (pair, K step); the columns are weighted and summed last.
     n_tiles = tl.cdiv(H, BLOCK_N)
     tile = tl.program_id(0) // SPLIT_K
     col0 = (tile % n_tiles) * BLOCK_N
@@ -291,18 +331,34 @@ def _pair_gemm2(
     if COMBINE == 3:
         first = first * TOP_K
         n_pairs = TOP_K
-    acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
-    for pair in range(first, first + n_pairs):
-        base = tl.load(ids_ptr + pair).to(tl.int64) * H
-        part = tl.zeros((BLOCK_N,), dtype=tl.float32)
-        for k0 in range(k_lo, k_hi, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            hk = tl.load(h_ptr + pair * I + ks, mask=ks < k_hi, other=0.0).to(tl.float32)
+    if MMA:
+        steps = tl.cdiv(k_hi - k_lo, BLOCK_K)
+        acc2 = tl.zeros((BLOCK_N, ROWS), dtype=tl.float32)
+        for step in range(0, n_pairs * steps):
+            j = step // steps
+            k0 = k_lo + (step % steps) * BLOCK_K
+            base = tl.load(ids_ptr + first + j).to(tl.int64) * H
+            hk = _vec(h_ptr + (first + j) * I, k0 + tl.arange(0, BLOCK_K), k_hi, ROWS, j, MMA)
             w = _w_tile(w_ptr, w_desc, base + col0, base + H, k0, I, BLOCK_N, BLOCK_K, DESC)
-            part += tl.sum(w.to(tl.float32) * hk[None, :], axis=1)
+            acc2 = _gemv(w, hk, acc2, MMA)
+        j = tl.arange(0, ROWS)
         if COMBINE != 1:
-            part = part * tl.load(weight_ptr + pair)
-        acc += part
+            scale = tl.load(weight_ptr + first + j, mask=j < n_pairs, other=0.0)
+        else:
+            scale = (j < n_pairs).to(tl.float32)
+        acc = tl.sum(acc2 * scale[None, :], axis=1)
+    else:
+        acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        for pair in range(first, first + n_pairs):
+            base = tl.load(ids_ptr + pair).to(tl.int64) * H
+            part = tl.zeros((BLOCK_N,), dtype=tl.float32)
+            for k0 in range(k_lo, k_hi, BLOCK_K):
+                hk = _vec(h_ptr + pair * I, k0 + tl.arange(0, BLOCK_K), k_hi, ROWS, 0, MMA)
+                w = _w_tile(w_ptr, w_desc, base + col0, base + H, k0, I, BLOCK_N, BLOCK_K, DESC)
+                part = _gemv(w, hk, part, MMA)
+            if COMBINE != 1:
+                part = part * tl.load(weight_ptr + pair)
+            acc += part
     if COMBINE == 2:
         tl.atomic_add(y_ptr + (first // TOP_K) * H + cols, acc, mask=cols < H, sem="relaxed")
     else:

@@ -238,6 +238,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             BLOCK_K=c["BLOCK_K1"],
             FUSED=fused,
             DESC=desc,
+            MMA=bool(c["pair_mma"]),
             **_opts(c, 1),
         )
     else:
@@ -318,6 +319,8 @@ def run(x, topk_ids, topk_weights, w1, w2):
             DESC=desc,
             COMBINE=combine,
             SPLIT_K=c["SPLIT_K"],
+            MMA=bool(c["pair_mma"]),
+            ROWS=max(16, triton.next_power_of_2(top_k)),
             **_opts(c, 2),
         )
     else:

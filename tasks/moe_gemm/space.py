@@ -57,6 +57,14 @@ SPACE_PARAMS = (
         doc="compute (W·Xᵀ)ᵀ so the weights fill the MMA's M side when few rows share an expert",
     ),
     Param(
+        "pair_mma",
+        (False, True),
+        False,
+        doc="pair dispatch: matrix-vector products on tensor cores, the vector padded to an "
+        "MMA tile, so the weight loads are software-pipelined over num_stages (instead of "
+        "multiply-and-sum on CUDA cores)",
+    ),
+    Param(
         "schedule",
         ("grouped", "persistent"),
         "grouped",
@@ -107,6 +115,8 @@ SPACE = DesignSpace(
 
 #: settings a pair-dispatch program never reads
 _SORTED_ONLY = ("metadata", "swap_ab", "schedule", "BLOCK_M", "GROUP_M", "PROGRAMS_PER_SM")
+#: settings only a pair-dispatch program reads
+_PAIR_ONLY = ("pair_mma",)
 
 
 def canonical(plan: Plan) -> Plan:
@@ -115,7 +125,7 @@ def canonical(plan: Plan) -> Plan:
     root = SPACE.root()
     table = plan.table()
     for regime, row in table.items():
-        unused = list(_SORTED_ONLY) if row["dispatch"] == "pair" else []
+        unused = list(_SORTED_ONLY) if row["dispatch"] == "pair" else list(_PAIR_ONLY)
         if row["schedule"] != "persistent":
             unused.append("PROGRAMS_PER_SM")
         for name in unused:
@@ -132,7 +142,7 @@ def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
     fused = 2 if s["epilogue"] == "fused" else 1
     n1, k1, w1 = int(s["BLOCK_N1"]), int(s["BLOCK_K1"]), int(s["num_warps1"])
     n2, k2, w2 = int(s["BLOCK_N2"]), int(s["BLOCK_K2"]), int(s["num_warps2"])
-    if s["dispatch"] == "pair":
+    if s["dispatch"] == "pair" and not s["pair_mma"]:
         for gemm, values in (
             ("gate/up", fused * n1 * k1 // (w1 * 32)),
             ("down", n2 * k2 // (w2 * 32)),
@@ -140,7 +150,7 @@ def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
             if values > MAX_PER_THREAD:
                 return f"{regime}: the {gemm} weight tile holds {values} values per thread"
         return None
-    m = int(s["BLOCK_M"])
+    m = 16 if s["dispatch"] == "pair" else int(s["BLOCK_M"])
     for gemm, smem in (
         ("gate/up", int(s["num_stages1"]) * (m + fused * n1) * k1 * 2),
         ("down", int(s["num_stages2"]) * (m + n2) * k2 * 2),
