@@ -12,13 +12,15 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+#: the project first, then whatever the environment adds (e.g. packages outside site-packages)
+PYTHONPATH = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
 pytestmark = pytest.mark.interpret
 
 FAST = ["task=rmsnorm", "scorer=interpret", "display=log", "search.finalists=1"]
 
 
 def ksearch(*args: str, module: str = "ksearch", cwd: Path = ROOT, **kw):
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     return subprocess.run(
         [sys.executable, "-m", module, *args],
         cwd=cwd,
@@ -68,7 +70,7 @@ def test_a_killed_run_resumes_without_losing_or_repeating_work(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
     args = [*FAST, "search.budget=8", "seed=1"]
     assert ksearch(*args, f"hydra.run.dir={whole}").returncode == 0
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env = dict(os.environ, PYTHONPATH=PYTHONPATH)
     proc = subprocess.Popen(
         [sys.executable, "-m", "ksearch", *args, f"hydra.run.dir={killed}"],
         cwd=ROOT,
