@@ -39,13 +39,21 @@ SAMPLE = {
         schedule="persistent",
         weights="descriptors",
     ),
-    "padded-parallel-atomic-splitk-swap-tma": plan(
+    "padded-parallel-atomic-finished-in-kernels-splitk-swap-tma": plan(
         **dict(SMALL, SPLIT_K=2),
         dispatch="padded",
         metadata="parallel",
         combine="atomic",
+        atomic_finish="kernels",
         swap_ab=True,
         weights="descriptors",
+    ),
+    "tilemap-atomic-finished-in-kernels-persistent": plan(
+        **dict(SMALL, SPLIT_K=2),
+        dispatch="tilemap",
+        combine="atomic",
+        atomic_finish="kernels",
+        schedule="persistent",
     ),
     "tilemap-parallel-persistent": plan(
         **SMALL, dispatch="tilemap", metadata="parallel", schedule="persistent", combine="rows"
@@ -56,12 +64,13 @@ SAMPLE = {
     ),
     "pair-reduce": plan(**PAIR, dispatch="pair", combine="reduce"),
     "pair-mma-fused": plan(**PAIR, dispatch="pair", pair_mma=True, combine="fused"),
-    "pair-mma-separate-atomic-splitk-tma": plan(
+    "pair-mma-separate-atomic-splitk-tma-finished-in-kernels": plan(
         **dict(PAIR, SPLIT_K=2, BLOCK_N1=32, BLOCK_N2=16),
         dispatch="pair",
         pair_mma=True,
         epilogue="separate",
         combine="atomic",
+        atomic_finish="kernels",
         weights="descriptors",
     ),
     "per-regime": plan(

@@ -174,7 +174,8 @@ def estimate(plan: Plan | None, w: Workload) -> float:
     total += {
         "rows": 2 * LAUNCH_US + 1e6 * (p * h * b + out * (8 + b)) / bw,
         "reduce": LAUNCH_US + 1e6 * (p * h * b + out * b) / bw,
-        "atomic": 2 * LAUNCH_US + 1e6 * (p * h * 4 * split * 2 + out * (8 + b)) / bw,
+        "atomic": (0 if s["atomic_finish"] == "kernels" else 2 * LAUNCH_US)
+        + 1e6 * (p * h * 4 * split * 2 + out * (8 + b)) / bw,
         "fused": 0.0,
     }[str(s["combine"])]
     if s["dispatch"] != "pair" and s["combine"] != "atomic":

@@ -88,6 +88,36 @@ def _store(ptr, rows, cols, val, mask_r, mask_c, stride, SWAP: tl.constexpr, ATO
 
 
 @triton.jit
+def _zero_share(ptr, n, BLOCK: tl.constexpr):
+    # this program's share of zeroing ptr[:n] (the float32 sums and tile counters of an
+    # atomic combine finished in the kernels), so no memset launch precedes the down GEMM
+    per = tl.cdiv(tl.cdiv(n, tl.num_programs(0)), BLOCK) * BLOCK
+    lo = tl.program_id(0).to(tl.int64) * per
+    for i in range(lo, lo + per, BLOCK):
+        offs = i + tl.arange(0, BLOCK)
+        tl.store(ptr + offs, tl.zeros((BLOCK,), dtype=tl.int32), mask=offs < n)
+
+
+@triton.jit
+def _finish(sum_ptr, out_ptr, cnt_ptr, rows, tile_n, cols, mask_r, mask_c, H, n_tiles, expected,
+            SWAP: tl.constexpr):  # fmt: skip
+    # count this program's adds into each (token, column tile); the program that adds last
+    # casts the tile's float32 sums into the output, so no cast launch follows
+    tl.debug_barrier()
+    seen = tl.atomic_add(cnt_ptr + rows * n_tiles + tile_n, 1, mask=mask_r, sem="acq_rel")
+    tl.debug_barrier()
+    done = mask_r & (seen == expected - 1)
+    if SWAP:
+        offs = rows[None, :].to(tl.int64) * H + cols[:, None]
+        m = done[None, :] & mask_c[:, None]
+    else:
+        offs = rows[:, None].to(tl.int64) * H + cols[None, :]
+        m = done[:, None] & mask_c[None, :]
+    total = tl.load(sum_ptr + offs, mask=m, other=0.0, cache_modifier=".cg")
+    tl.store(out_ptr + offs, total.to(out_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
 def _gemm1(
     x_ptr,
     w_ptr,
@@ -96,6 +126,8 @@ def _gemm1(
     order_ptr,
     tiles_ptr,
     nblk_ptr,
+    zero_ptr,
+    zero_n,
     P,
     H,
     I,
@@ -108,9 +140,13 @@ def _gemm1(
     FUSED: tl.constexpr,
     SWAP: tl.constexpr,
     DESC: tl.constexpr,
+    ZERO: tl.constexpr,
 ):
     # gate and up projections of sorted pairs; SiLU·mul in the epilogue when FUSED, else
-    # the raw [P, 2I] product for a separate activation pass
+    # the raw [P, 2I] product for a separate activation pass; first, with ZERO, this
+    # program's share of zeroing zero_ptr[:zero_n]
+    if ZERO:
+        _zero_share(zero_ptr, zero_n, 1024)
     n_out = I if FUSED else 2 * I
     n_tiles = tl.cdiv(n_out, BLOCK_N)
     n_blocks = tl.load(nblk_ptr)
@@ -164,6 +200,8 @@ def _gemm2(
     order_ptr,
     tiles_ptr,
     nblk_ptr,
+    out_ptr,
+    cnt_ptr,
     P,
     H,
     I,
@@ -177,9 +215,11 @@ def _gemm2(
     DESC: tl.constexpr,
     COMBINE: tl.constexpr,
     SPLIT_K: tl.constexpr,
+    FINISH: tl.constexpr,
 ):
     # down projection of sorted pairs: weighted rows per pair (COMBINE 0), unweighted rows
-    # (1), or weighted atomic sums into a float32 row per token (2), over SPLIT_K K-slices
+    # (1), or weighted atomic sums into a float32 row per token (2), over SPLIT_K K-slices;
+    # with FINISH the last program to add into a tile of sums writes it to out_ptr
     n_tiles = tl.cdiv(H, BLOCK_N)
     n_blocks = tl.load(nblk_ptr)
     k_span = tl.cdiv(tl.cdiv(I, BLOCK_K), SPLIT_K) * BLOCK_K
@@ -219,7 +259,11 @@ def _gemm2(
             else:
                 acc = acc * scale[:, None]
         if COMBINE == 2:
-            _store(y_ptr, pair // TOP_K, cols, acc, valid, cols < H, H, SWAP, True)
+            token = pair // TOP_K
+            _store(y_ptr, token, cols, acc, valid, cols < H, H, SWAP, True)
+            if FINISH:
+                _finish(y_ptr, out_ptr, cnt_ptr, token, pid_n, cols, valid, cols < H, H,
+                        n_tiles, TOP_K * SPLIT_K, SWAP)  # fmt: skip
         else:
             _store(y_ptr, pair, cols, acc, valid, cols < H, H, SWAP, False)
 
@@ -257,6 +301,8 @@ def _pair_gemm1(
     w_ptr,
     w_desc,
     h_ptr,
+    zero_ptr,
+    zero_n,
     H,
     I,
     TOP_K,
@@ -265,8 +311,12 @@ def _pair_gemm1(
     FUSED: tl.constexpr,
     DESC: tl.constexpr,
     MMA: tl.constexpr,
+    ZERO: tl.constexpr,
 ):
-    # one program per (pair, column tile): a matrix-vector product without sorting
+    # one program per (pair, column tile): a matrix-vector product without sorting (ZERO
+    # as in _gemm1)
+    if ZERO:
+        _zero_share(zero_ptr, zero_n, 1024)
     n_out = I if FUSED else 2 * I
     n_tiles = tl.cdiv(n_out, BLOCK_N)
     pair = (tl.program_id(0) // n_tiles).to(tl.int64)
@@ -304,6 +354,8 @@ def _pair_gemm2(
     w_ptr,
     w_desc,
     y_ptr,
+    out_ptr,
+    cnt_ptr,
     H,
     I,
     TOP_K,
@@ -314,6 +366,7 @@ def _pair_gemm2(
     SPLIT_K: tl.constexpr,
     MMA: tl.constexpr,
     ROWS: tl.constexpr,
+    FINISH: tl.constexpr,
 ):
     # down projection one pair at a time (COMBINE 0-2 as in _gemm2), or one token at a
     # time summing its k pairs (3: the weighted gather-sum fused into the GEMM). With MMA,
@@ -361,6 +414,11 @@ def _pair_gemm2(
             acc += part
     if COMBINE == 2:
         tl.atomic_add(y_ptr + (first // TOP_K) * H + cols, acc, mask=cols < H, sem="relaxed")
+        if FINISH:  # (FINISH as in _gemm2)
+            token = first // TOP_K + tl.zeros((1,), dtype=tl.int64)
+            one = tl.full((1,), 1, dtype=tl.int1)
+            _finish(y_ptr, out_ptr, cnt_ptr, token, tile % n_tiles, cols, one, cols < H, H,
+                    n_tiles, TOP_K * SPLIT_K, False)  # fmt: skip
     else:
         out = first // TOP_K if COMBINE == 3 else first
         tl.store(y_ptr + out * H + cols, acc.to(y_ptr.dtype.element_ty), mask=cols < H)

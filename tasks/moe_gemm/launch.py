@@ -217,7 +217,18 @@ def run(x, topk_ids, topk_weights, w1, w2):
     combine = COMBINES[c["combine"]]
     width = inter if fused else two_i
     h = torch.empty(pairs, width, dtype=x.dtype, device=x.device)
-    if c["combine"] == "atomic":
+    finish = c["combine"] == "atomic" and c["atomic_finish"] == "kernels"
+    zero_n = 0
+    out = y = h  # placeholders for arguments a kernel does not read
+    counters = ids
+    if finish:  # float32 sums then tile counters, zeroed by the gate/up kernel
+        n_tiles2 = triton.cdiv(hidden, c["BLOCK_N2"])
+        zero_n = tokens * hidden + tokens * n_tiles2
+        sums = torch.empty(zero_n, dtype=torch.int32, device=x.device)
+        y = sums[: tokens * hidden].view(torch.float32)
+        counters = sums[tokens * hidden :]
+        out = torch.empty(tokens, hidden, dtype=x.dtype, device=x.device)
+    elif c["combine"] == "atomic":
         y = torch.zeros(tokens, hidden, dtype=torch.float32, device=x.device)
     elif c["combine"] == "fused":
         y = torch.empty(tokens, hidden, dtype=x.dtype, device=x.device)
@@ -231,6 +242,8 @@ def run(x, topk_ids, topk_weights, w1, w2):
             w1_2d,
             w1_arg,
             h,
+            y,
+            zero_n,
             hidden,
             inter,
             top_k,
@@ -239,6 +252,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             FUSED=fused,
             DESC=desc,
             MMA=bool(c["pair_mma"]),
+            ZERO=finish,
             **_opts(c, 1),
         )
     else:
@@ -287,6 +301,8 @@ def run(x, topk_ids, topk_weights, w1, w2):
             order,
             tiles,
             nblk,
+            y,
+            zero_n,
             pairs,
             hidden,
             inter,
@@ -294,6 +310,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             BLOCK_N=c["BLOCK_N1"],
             BLOCK_K=c["BLOCK_K1"],
             FUSED=fused,
+            ZERO=finish,
             **common,
             **_opts(c, 1),
         )
@@ -311,6 +328,8 @@ def run(x, topk_ids, topk_weights, w1, w2):
             w2_2d,
             w2_arg,
             y,
+            out,
+            counters,
             hidden,
             inter,
             top_k,
@@ -321,6 +340,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             SPLIT_K=c["SPLIT_K"],
             MMA=bool(c["pair_mma"]),
             ROWS=max(16, triton.next_power_of_2(top_k)),
+            FINISH=finish,
             **_opts(c, 2),
         )
     else:
@@ -334,6 +354,8 @@ def run(x, topk_ids, topk_weights, w1, w2):
             order,
             tiles,
             nblk,
+            out,
+            counters,
             pairs,
             hidden,
             inter,
@@ -342,6 +364,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             BLOCK_K=c["BLOCK_K2"],
             COMBINE=combine,
             SPLIT_K=c["SPLIT_K"],
+            FINISH=finish,
             **common,
             **_opts(c, 2),
         )
@@ -351,6 +374,8 @@ def run(x, topk_ids, topk_weights, w1, w2):
         out = torch.empty(tokens, hidden, dtype=x.dtype, device=x.device)
         _reduce[(tokens, triton.cdiv(hidden, 1024))](y, weights, out, hidden, top_k, BLOCK=1024)
         return out
+    if finish:
+        return out
     if c["combine"] == "atomic":
-        return y.to(x.dtype)
+        return y.view(tokens, hidden).to(x.dtype)
     return y

@@ -51,6 +51,14 @@ SPACE_PARAMS = (
         "per token sums its k pairs inside the down GEMM",
     ),
     Param(
+        "atomic_finish",
+        ("torch", "kernels"),
+        "torch",
+        doc="atomic combine: the float32 sums zeroed and cast to the output by torch (two "
+        "more launches), or inside the kernels: the gate/up programs zero them, and the "
+        "last program to add into an output tile casts it",
+    ),
+    Param(
         "swap_ab",
         (False, True),
         False,
@@ -128,6 +136,8 @@ def canonical(plan: Plan) -> Plan:
         unused = list(_SORTED_ONLY) if row["dispatch"] == "pair" else list(_PAIR_ONLY)
         if row["schedule"] != "persistent":
             unused.append("PROGRAMS_PER_SM")
+        if row["combine"] != "atomic":
+            unused.append("atomic_finish")
         for name in unused:
             row[name] = root.get(name, regime)
     return Plan.of(table)
