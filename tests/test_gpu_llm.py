@@ -48,7 +48,7 @@ def test_a_moe_gemm_search_tunes_the_constants_the_llm_declared(tmp_path):
 
     if not torch.cuda.is_available():
         pytest.skip("needs a CUDA device")
-    search_tunes_declared_constants(tmp_path, "workloads=cells")
+    search_tunes_declared_constants(tmp_path, "scorer.suite=cells")
 
 
 def search_tunes_declared_constants(tmp_path, *scoring):

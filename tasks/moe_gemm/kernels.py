@@ -141,6 +141,7 @@ def _gemm1(
     SWAP: tl.constexpr,
     DESC: tl.constexpr,
     ZERO: tl.constexpr,
+    FLATTEN: tl.constexpr,
 ):
     # gate and up projections of sorted pairs; SiLU·mul in the epilogue when FUSED, else
     # the raw [P, 2I] product for a separate activation pass; first, with ZERO, this
@@ -150,7 +151,7 @@ def _gemm1(
     n_out = I if FUSED else 2 * I
     n_tiles = tl.cdiv(n_out, BLOCK_N)
     n_blocks = tl.load(nblk_ptr)
-    for tile in tl.range(tl.program_id(0), n_blocks * n_tiles, tl.num_programs(0)):
+    for tile in tl.range(tl.program_id(0), n_blocks * n_tiles, tl.num_programs(0), flatten=FLATTEN):
         pid_m, pid_n = _tile_order(tile, n_blocks, n_tiles, GROUP_M)
         pair, valid, expert = _block_rows(pid_m, order_ptr, tiles_ptr, P, BLOCK_M, TILEMAP)
         token = (pair // TOP_K).to(tl.int64)
@@ -216,6 +217,7 @@ def _gemm2(
     COMBINE: tl.constexpr,
     SPLIT_K: tl.constexpr,
     FINISH: tl.constexpr,
+    FLATTEN: tl.constexpr,
 ):
     # down projection of sorted pairs: weighted rows per pair (COMBINE 0), unweighted rows
     # (1), or weighted atomic sums into a float32 row per token (2), over SPLIT_K K-slices;
@@ -223,7 +225,8 @@ def _gemm2(
     n_tiles = tl.cdiv(H, BLOCK_N)
     n_blocks = tl.load(nblk_ptr)
     k_span = tl.cdiv(tl.cdiv(I, BLOCK_K), SPLIT_K) * BLOCK_K
-    for tile in tl.range(tl.program_id(0), n_blocks * n_tiles * SPLIT_K, tl.num_programs(0)):
+    n_work = n_blocks * n_tiles * SPLIT_K
+    for tile in tl.range(tl.program_id(0), n_work, tl.num_programs(0), flatten=FLATTEN):
         pid_m, pid_n = _tile_order(tile // SPLIT_K, n_blocks, n_tiles, GROUP_M)
         pair, valid, expert = _block_rows(pid_m, order_ptr, tiles_ptr, P, BLOCK_M, TILEMAP)
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -312,6 +315,7 @@ def _pair_gemm1(
     DESC: tl.constexpr,
     MMA: tl.constexpr,
     ZERO: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     # one program per (pair, column tile): a matrix-vector product without sorting (ZERO
     # as in _gemm1)
@@ -329,7 +333,7 @@ def _pair_gemm1(
         acc_g = tl.zeros((BLOCK_N,), dtype=tl.float32)
     acc_u = tl.zeros_like(acc_g)
     x_row = x_ptr + (pair // TOP_K) * H
-    for k0 in range(0, H, BLOCK_K):
+    for k0 in tl.range(0, H, BLOCK_K, num_stages=STAGES):
         xk = _vec(x_row, k0 + tl.arange(0, BLOCK_K), H, 16, 0, MMA)
         w = _w_tile(w_ptr, w_desc, base + col0, base + n_out, k0, H, BLOCK_N, BLOCK_K, DESC)
         acc_g = _gemv(w, xk, acc_g, MMA)
@@ -367,6 +371,7 @@ def _pair_gemm2(
     MMA: tl.constexpr,
     ROWS: tl.constexpr,
     FINISH: tl.constexpr,
+    STAGES: tl.constexpr,
 ):
     # down projection one pair at a time (COMBINE 0-2 as in _gemm2), or one token at a
     # time summing its k pairs (3: the weighted gather-sum fused into the GEMM). With MMA,
@@ -387,7 +392,7 @@ def _pair_gemm2(
     if MMA:
         steps = tl.cdiv(k_hi - k_lo, BLOCK_K)
         acc2 = tl.zeros((BLOCK_N, ROWS), dtype=tl.float32)
-        for step in range(0, n_pairs * steps):
+        for step in tl.range(0, n_pairs * steps, num_stages=STAGES):
             j = step // steps
             k0 = k_lo + (step % steps) * BLOCK_K
             base = tl.load(ids_ptr + first + j).to(tl.int64) * H
@@ -405,7 +410,7 @@ def _pair_gemm2(
         for pair in range(first, first + n_pairs):
             base = tl.load(ids_ptr + pair).to(tl.int64) * H
             part = tl.zeros((BLOCK_N,), dtype=tl.float32)
-            for k0 in range(k_lo, k_hi, BLOCK_K):
+            for k0 in tl.range(k_lo, k_hi, BLOCK_K, num_stages=STAGES):
                 hk = _vec(h_ptr + pair * I, k0 + tl.arange(0, BLOCK_K), k_hi, ROWS, 0, MMA)
                 w = _w_tile(w_ptr, w_desc, base + col0, base + H, k0, I, BLOCK_N, BLOCK_K, DESC)
                 part = _gemv(w, hk, part, MMA)

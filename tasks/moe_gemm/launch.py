@@ -253,6 +253,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             DESC=desc,
             MMA=bool(c["pair_mma"]),
             ZERO=finish,
+            STAGES=c["num_stages1"],
             **_opts(c, 1),
         )
     else:
@@ -291,6 +292,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             TILEMAP=tilemap,
             SWAP=bool(c["swap_ab"]),
             DESC=desc,
+            FLATTEN=c["schedule"] == "persistent",
         )
         tiles1 = max_blocks * triton.cdiv(width, c["BLOCK_N1"])
         _gemm1[_grid(tiles1, c, x.device)](
@@ -341,6 +343,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             MMA=bool(c["pair_mma"]),
             ROWS=max(16, triton.next_power_of_2(top_k)),
             FINISH=finish,
+            STAGES=c["num_stages2"],
             **_opts(c, 2),
         )
     else:
