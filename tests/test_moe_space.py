@@ -116,7 +116,10 @@ def test_sampled_plans_pass_the_smoke_suite_under_the_interpreter(name):
         (dict(combine="fused", dispatch="padded"), "combine=fused needs dispatch=pair"),
         (dict(SPLIT_K=4, combine="rows"), "SPLIT_K=4 needs combine=atomic"),
         (dict(BLOCK_M=128, BLOCK_N1=256, BLOCK_K1=256, num_stages1=5), "KB of shared memory"),
-        (dict(BLOCK_M=128, BLOCK_N1=256, BLOCK_K1=32, num_warps1=2), "registers per thread"),
+        (
+            dict(BLOCK_M=128, BLOCK_N1=256, BLOCK_K1=32, BLOCK_K2=64, num_warps1=2),
+            "registers per thread",
+        ),
         (dict(dispatch="pair", BLOCK_N1=256, BLOCK_K1=256, num_warps1=2), "values per thread"),
     ],
 )

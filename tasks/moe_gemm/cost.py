@@ -126,11 +126,8 @@ def estimate(plan: Plan | None, w: Workload) -> float:
     if s["dispatch"] == "pair":
         dup = 1.0 + 0.3 * max(p / touched - 1.0, 0.0)  # an expert's weights re-read per pair
         spill1 = 1.5 if (2 if fused else 1) * n1 * k1 / (w1 * 32) > 128 else 1.0
-        if s["pair_mma"]:  # weight loads pipelined through shared memory, no spills
-            spill1, math_rate = 1.0, 0.25
-        else:  # loads issued one K step at a time
-            s1 = s2 = 1
-            math_rate = FMA_FLOPS / peak
+        # weight tiles through shared memory on tensor cores (no spills), or in registers
+        spill1, math_rate = (1.0, 0.25) if s["pair_mma"] else (spill1, FMA_FLOPS / peak)
         total += spill1 * gemm(p, 2 * i, h, touched * w1_bytes * dup, p * width * b,
                                p * -(-width // n1), n1, k1, w1, s1, math_rate)  # fmt: skip
         rows = t if s["combine"] == "fused" else p

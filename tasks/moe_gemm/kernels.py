@@ -141,7 +141,6 @@ def _gemm1(
     SWAP: tl.constexpr,
     DESC: tl.constexpr,
     ZERO: tl.constexpr,
-    FLATTEN: tl.constexpr,
 ):
     # gate and up projections of sorted pairs; SiLU·mul in the epilogue when FUSED, else
     # the raw [P, 2I] product for a separate activation pass; first, with ZERO, this
@@ -151,7 +150,7 @@ def _gemm1(
     n_out = I if FUSED else 2 * I
     n_tiles = tl.cdiv(n_out, BLOCK_N)
     n_blocks = tl.load(nblk_ptr)
-    for tile in tl.range(tl.program_id(0), n_blocks * n_tiles, tl.num_programs(0), flatten=FLATTEN):
+    for tile in tl.range(tl.program_id(0), n_blocks * n_tiles, tl.num_programs(0)):
         pid_m, pid_n = _tile_order(tile, n_blocks, n_tiles, GROUP_M)
         pair, valid, expert = _block_rows(pid_m, order_ptr, tiles_ptr, P, BLOCK_M, TILEMAP)
         token = (pair // TOP_K).to(tl.int64)
@@ -217,7 +216,6 @@ def _gemm2(
     COMBINE: tl.constexpr,
     SPLIT_K: tl.constexpr,
     FINISH: tl.constexpr,
-    FLATTEN: tl.constexpr,
 ):
     # down projection of sorted pairs: weighted rows per pair (COMBINE 0), unweighted rows
     # (1), or weighted atomic sums into a float32 row per token (2), over SPLIT_K K-slices;
@@ -226,7 +224,7 @@ def _gemm2(
     n_blocks = tl.load(nblk_ptr)
     k_span = tl.cdiv(tl.cdiv(I, BLOCK_K), SPLIT_K) * BLOCK_K
     n_work = n_blocks * n_tiles * SPLIT_K
-    for tile in tl.range(tl.program_id(0), n_work, tl.num_programs(0), flatten=FLATTEN):
+    for tile in tl.range(tl.program_id(0), n_work, tl.num_programs(0)):
         pid_m, pid_n = _tile_order(tile // SPLIT_K, n_blocks, n_tiles, GROUP_M)
         pair, valid, expert = _block_rows(pid_m, order_ptr, tiles_ptr, P, BLOCK_M, TILEMAP)
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)

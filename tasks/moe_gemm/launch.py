@@ -292,7 +292,6 @@ def run(x, topk_ids, topk_weights, w1, w2):
             TILEMAP=tilemap,
             SWAP=bool(c["swap_ab"]),
             DESC=desc,
-            FLATTEN=c["schedule"] == "persistent",
         )
         tiles1 = max_blocks * triton.cdiv(width, c["BLOCK_N1"])
         _gemm1[_grid(tiles1, c, x.device)](
