@@ -1,0 +1,98 @@
+"""Compile the starting moe_gemm plan's kernels for an H100 (sm_90) on the CPU and print, as
+JSON, whether each is software-pipelined. Run without TRITON_INTERPRET (triton's own jitted
+helpers must be compiled, not interpreted), so tests call it in a child process."""
+
+import importlib.util
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+
+from tasks.moe_gemm import TASK
+
+#: element types of the kernels' pointer arguments (others are int32 tables)
+POINTERS = {"x_ptr": "*bf16", "w_ptr": "*bf16", "h_ptr": "*bf16", "weight_ptr": "*fp32"}
+
+
+def compile_sm90(fn, constexprs, desc=None, **options):
+    """PTX and shared memory of `fn` for sm_90, its arguments typed and aligned the way a
+    launch on the default suite specializes them (pointers, H and I divisible by 16)."""
+    signature = {}
+    for name in fn.arg_names:
+        if name in constexprs:
+            signature[name] = "constexpr"
+        elif name == "w_desc":
+            signature[name] = desc or "constexpr"
+        elif name.endswith("_ptr"):
+            signature[name] = POINTERS.get(name, "*i32")
+        else:
+            signature[name] = "i32"
+    if desc is None:
+        constexprs = {**constexprs, "w_desc": None}
+    aligned = {
+        (i,): [["tt.divisibility", 16]]
+        for i, name in enumerate(fn.arg_names)
+        if name.endswith("_ptr") or name in ("H", "I")
+    }
+    source = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=aligned)
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
+    ptx = compiled.asm["ptx"]
+    markers = ("cp.async.bulk.tensor", "cp.async", "wgmma.mma_async", "mma.sync")
+    return {"shared": compiled.metadata.shared, **{m: m in ptx for m in markers}}
+
+
+def main() -> None:
+    table = TASK.space.root().table()
+    tiny, huge = table["tiny"], table["huge"]
+    path = Path(tempfile.mkdtemp()) / "candidate.py"
+    path.write_text(TASK.render(TASK.space.root()))
+    spec = importlib.util.spec_from_file_location("candidate", path)
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    pair = dict(FUSED=True, DESC=False, ZERO=False)
+    out = {
+        "tiny": compile_sm90(
+            m._pair_gemm1,
+            dict(
+                pair,
+                BLOCK_N=tiny["BLOCK_N1"],
+                BLOCK_K=tiny["BLOCK_K1"],
+                MMA=tiny["pair_mma"],
+                STAGES=tiny["num_stages1"],
+            ),
+            num_warps=tiny["num_warps1"],
+            num_stages=tiny["num_stages1"],
+        ),
+        "cuda_cores": compile_sm90(
+            m._pair_gemm1,
+            dict(pair, BLOCK_N=32, BLOCK_K=256, MMA=False, STAGES=3),
+            num_warps=4,
+            num_stages=3,
+        ),
+        "huge": compile_sm90(
+            m._gemm1,
+            dict(
+                BLOCK_M=huge["BLOCK_M"],
+                BLOCK_N=huge["BLOCK_N1"],
+                BLOCK_K=huge["BLOCK_K1"],
+                GROUP_M=huge["GROUP_M"],
+                TILEMAP=huge["dispatch"] == "tilemap",
+                FUSED=True,
+                SWAP=False,
+                DESC=True,
+                ZERO=False,
+            ),
+            desc=f"tensordesc<bf16[{huge['BLOCK_N1']}, {huge['BLOCK_K1']}]>",
+            num_warps=huge["num_warps1"],
+            num_stages=huge["num_stages1"],
+        ),
+    }
+    json.dump(out, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
