@@ -143,3 +143,44 @@ def test_a_resumed_llm_run_never_pays_twice_for_a_recorded_call(tmp_path):
     assert first.returncode == 0 and resumed.returncode == 0, resumed.stderr
     assert "resuming the run" in resumed.stderr
     assert asked_again and not set(asked_first) & set(asked_again)
+
+
+def broken_first(body):
+    """The responder, except that the first code written fails at import."""
+    prompt = body["messages"][0]["content"]
+    answer = responder(body)
+    if prompt.startswith("You write Triton kernels. Implement") and not broken_first.done:
+        broken_first.done = True
+        text = answer.body["choices"][0]["message"]["content"]
+        source = text.split("```python\n", 1)[1].split("```", 1)[0]
+        source += "\nraise RuntimeError('broken on purpose')\n"
+        return completion(f"```python\n{source}```")
+    return answer
+
+
+def test_a_failed_candidate_is_repaired_by_the_llm(tmp_path):
+    broken_first.done = False
+    server = ScriptedServer(broken_first)
+    try:
+        out = run_against(server, tmp_path, "search.repair_attempts=1")
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    repairs = [r for r in server.requests if "failed; fix it" in r["messages"][0]["content"]]
+    assert len(repairs) == 1 and "broken on purpose" in repairs[0]["messages"][0]["content"]
+    nodes = json.loads(
+        ksearch(str(tmp_path / "run" / "search.db"), "--json", module="ksearch.replay").stdout
+    )["nodes"]
+    assert sum(n["status"] == "passed" for n in nodes) >= 2  # the root and the repaired child
+
+
+def test_a_cap_reached_by_a_repair_ends_the_search_with_a_winner(tmp_path):
+    broken_first.done = False
+    server = ScriptedServer(broken_first)
+    try:
+        out = run_against(server, tmp_path, "search.repair_attempts=1", "llm.max_calls=2")
+    finally:
+        server.close()
+    assert out.returncode == 0, out.stderr
+    assert len(server.requests) == 2
+    assert "the LLM budget is spent: 2 calls of 2" in out.stderr and "winner" in out.stderr

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ksearch.evaluation import Evaluation, Status
 from ksearch.mcts import Proposal
@@ -24,7 +25,7 @@ from worldmodel import prompts
 from worldmodel.calibration import LlmBeliefs
 from worldmodel.edits import apply_edits
 from worldmodel.llm import BudgetExhausted, Llm, ReplayMiss
-from worldmodel.parse import ask_json, ask_source
+from worldmodel.parse import Answer, ask_json, ask_source
 from worldmodel.schemas import Edits, Step, Steps
 from worldmodel.tuning import neighbours, set_constant, tunables
 
@@ -129,34 +130,29 @@ class LlmWorldModel:
         if plan.key not in self._steps:
             self._asked[plan.key] = plan
             steps: list[Step] = []
-            try:
-                answer = ask_json(
-                    self.llm,
-                    self._messages(
-                        "propose",
-                        spec=self.spec,
-                        path=self._path_text(plan),
-                        results=self._results(plan),
-                        count=self.knobs.proposals,
-                        schema=json.dumps(Steps.model_json_schema()),
-                    ),
-                    Steps,
-                    purpose="propose",
-                    reasks=self.knobs.reasks,
-                )
-                if answer.value is None:
-                    self.invalid += 1
-                    log.warning("no usable proposals for plan %s: %s", plan.key, answer.error)
-                else:
-                    titles = set(path(plan))
-                    for s in answer.value.steps[: self.knobs.proposals]:
-                        if s.title not in titles:
-                            titles.add(s.title)
-                            steps.append(s)
-            except ReplayMiss as e:
-                log.info("replay: %s", e)
-            except BudgetExhausted as e:
-                self.spent = str(e)  # no new plans: the search ends with what it measured
+            answer, _ = self._ask(
+                ask_json,
+                self._messages(
+                    "propose",
+                    spec=self.spec,
+                    path=self._path_text(plan),
+                    results=self._results(plan),
+                    count=self.knobs.proposals,
+                    schema=json.dumps(Steps.model_json_schema()),
+                ),
+                Steps,
+                purpose="propose",
+            )
+            proposed = None if answer is None else answer.value
+            if answer is not None and proposed is None:
+                self.invalid += 1
+                log.warning("no usable proposals for plan %s: %s", plan.key, answer.error)
+            if proposed is not None:
+                titles = set(path(plan))
+                for s in proposed.steps[: self.knobs.proposals]:
+                    if s.title not in titles:
+                        titles.add(s.title)
+                        steps.append(s)
             self._steps[plan.key] = steps
         return self._steps[plan.key]
 
@@ -229,31 +225,27 @@ class LlmWorldModel:
                     parent_source = set_constant(parent_source, name, value)
             return parent_source
         parent = Plan.of({PATH: dict(list(plan.table()[PATH].items())[:-1])})
-        try:
-            answer = ask_source(
-                self.llm,
-                self._messages(
-                    "instantiate",
-                    spec=self.spec,
-                    path=self._path_text(plan),
-                    parent_source=parent_source,
-                    results=self._results(parent),
-                    signature=self.signature,
-                ),
-                purpose="instantiate",
-                reasks=self.knobs.reasks,
-            )
-        except (BudgetExhausted, ReplayMiss) as e:
-            if isinstance(e, BudgetExhausted):
-                self.spent = str(e)
-            return self._source_or_failure(None, str(e))
+        answer, why = self._ask(
+            ask_source,
+            self._messages(
+                "instantiate",
+                spec=self.spec,
+                path=self._path_text(plan),
+                parent_source=parent_source,
+                results=self._results(parent),
+                signature=self.signature,
+            ),
+            purpose="instantiate",
+        )
+        if answer is None:
+            return self._source_or_failure(None, why)
         return self._source_or_failure(answer.value, answer.error)
 
     def repair(self, plan: Plan, source: str, evaluation: Evaluation) -> str | None:
         if self.spent is not None:
             return None
-        answer = ask_source(
-            self.llm,
+        answer, _ = self._ask(
+            ask_source,
             self._messages(
                 "repair",
                 spec=self.spec,
@@ -264,9 +256,23 @@ class LlmWorldModel:
                 signature=self.signature,
             ),
             purpose="repair",
-            reasks=self.knobs.reasks,
         )
-        return None if answer.value is None else answer.value.source
+        return None if answer is None or answer.value is None else answer.value.source
+
+    def _ask(
+        self, ask: Callable[..., Answer[Any]], *args: Any, purpose: str
+    ) -> tuple[Answer[Any] | None, str]:
+        """`ask(llm, *args)` with the re-asks of the settings, or (None, why) when no call may
+        be made: a cap is reached (remembered: no further calls are tried, the search ends
+        with what it measured) or a replay lacks the call (logged; a counterfactual goes on)."""
+        try:
+            return ask(self.llm, *args, purpose=purpose, reasks=self.knobs.reasks), ""
+        except BudgetExhausted as e:
+            self.spent = str(e)
+            return None, str(e)
+        except ReplayMiss as e:
+            log.info("replay: %s", e)
+            return None, str(e)
 
     def _source_or_failure(self, value: object, error: str | None) -> str:
         """The source, or a file that fails at import with the LLM's error as its reason, so
@@ -353,24 +359,20 @@ class LlmWorldModel:
             f"{evidence.action.value}: predicted ×{math.exp(evidence.predicted_mean):.2f}, "
             f"{observed}"
         )
-        try:
-            answer = ask_json(
-                self.llm,
-                self._messages(
-                    "revise",
-                    spec=self.spec,
-                    evidence=text,
-                    plans="\n".join(lines) or "none",
-                    max_new=self.knobs.max_new,
-                    schema=json.dumps(Edits.model_json_schema()),
-                ),
-                Edits,
-                purpose="revise",
-                reasks=self.knobs.reasks,
-            )
-        except (BudgetExhausted, ReplayMiss) as e:
-            if isinstance(e, BudgetExhausted):
-                self.spent = str(e)
+        answer, _ = self._ask(
+            ask_json,
+            self._messages(
+                "revise",
+                spec=self.spec,
+                evidence=text,
+                plans="\n".join(lines) or "none",
+                max_new=self.knobs.max_new,
+                schema=json.dumps(Edits.model_json_schema()),
+            ),
+            Edits,
+            purpose="revise",
+        )
+        if answer is None:
             return
         if answer.value is None:
             self.invalid += 1
