@@ -12,13 +12,15 @@ import pytest
 
 from tasks.moe_gemm import TASK
 
+from test_cli import PYTHONPATH
+
 TESTS = Path(__file__).resolve().parent
 
 
 @pytest.fixture(scope="module")
 def compiled():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS.parent), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = PYTHONPATH
     out = subprocess.run(
         [sys.executable, str(TESTS / "moe_sm90.py")],
         env=env, capture_output=True, text=True, timeout=300,

@@ -125,9 +125,12 @@ def estimate(plan: Plan | None, w: Workload) -> float:
     w1_bytes, w2_bytes = 2 * i * h * b, h * i * b
     if s["dispatch"] == "pair":
         dup = 1.0 + 0.3 * max(p / touched - 1.0, 0.0)  # an expert's weights re-read per pair
-        spill1 = 1.5 if (2 if fused else 1) * n1 * k1 / (w1 * 32) > 128 else 1.0
-        # weight tiles through shared memory on tensor cores (no spills), or in registers
-        spill1, math_rate = (1.0, 0.25) if s["pair_mma"] else (spill1, FMA_FLOPS / peak)
+        # weight tiles through shared memory on tensor cores, or in registers (which spill)
+        if s["pair_mma"]:
+            spill1, math_rate = 1.0, 0.25
+        else:
+            spill1 = 1.5 if (2 if fused else 1) * n1 * k1 / (w1 * 32) > 128 else 1.0
+            math_rate = FMA_FLOPS / peak
         total += spill1 * gemm(p, 2 * i, h, touched * w1_bytes * dup, p * width * b,
                                p * -(-width // n1), n1, k1, w1, s1, math_rate)  # fmt: skip
         rows = t if s["combine"] == "fused" else p
