@@ -48,9 +48,8 @@ SAMPLE = {
         swap_ab=True,
         weights="descriptors",
     ),
-    "padded-swap-splitk1": plan(**dict(SMALL, SPLIT_K1=4, BLOCK_M=32), swap_ab=True),
-    "tilemap-atomic-finished-in-kernels-persistent-splitk1": plan(
-        **dict(SMALL, SPLIT_K=2, SPLIT_K1=2),
+    "tilemap-atomic-finished-in-kernels-persistent": plan(
+        **dict(SMALL, SPLIT_K=2),
         dispatch="tilemap",
         combine="atomic",
         atomic_finish="kernels",
@@ -60,16 +59,11 @@ SAMPLE = {
         **SMALL, dispatch="tilemap", metadata="parallel", schedule="persistent", combine="rows"
     ),
     "pair-fused-tma": plan(**PAIR, dispatch="pair", combine="fused", weights="descriptors"),
-    "pair-separate-atomic-splitk-splitk1": plan(
-        **dict(PAIR, SPLIT_K=2, SPLIT_K1=2),
-        dispatch="pair",
-        epilogue="separate",
-        combine="atomic",
+    "pair-separate-atomic-splitk": plan(
+        **dict(PAIR, SPLIT_K=2), dispatch="pair", epilogue="separate", combine="atomic"
     ),
     "pair-reduce": plan(**PAIR, dispatch="pair", combine="reduce"),
-    "pair-mma-fused-splitk1": plan(
-        **dict(PAIR, SPLIT_K1=4), dispatch="pair", pair_mma=True, combine="fused"
-    ),
+    "pair-mma-fused": plan(**PAIR, dispatch="pair", pair_mma=True, combine="fused"),
     "pair-mma-separate-atomic-splitk-tma-finished-in-kernels": plan(
         **dict(PAIR, SPLIT_K=2, BLOCK_N1=32, BLOCK_N2=16),
         dispatch="pair",

@@ -121,7 +121,7 @@ def estimate(plan: Plan | None, w: Workload) -> float:
 
     n1, k1, w1, s1 = (int(s[x]) for x in ("BLOCK_N1", "BLOCK_K1", "num_warps1", "num_stages1"))
     n2, k2, w2, s2 = (int(s[x]) for x in ("BLOCK_N2", "BLOCK_K2", "num_warps2", "num_stages2"))
-    split, split1 = int(s["SPLIT_K"]), int(s["SPLIT_K1"])
+    split = int(s["SPLIT_K"])
     w1_bytes, w2_bytes = 2 * i * h * b, h * i * b
     if s["dispatch"] == "pair":
         dup = 1.0 + 0.3 * max(p / touched - 1.0, 0.0)  # an expert's weights re-read per pair
@@ -132,8 +132,7 @@ def estimate(plan: Plan | None, w: Workload) -> float:
             spill1 = 1.5 if (2 if fused else 1) * n1 * k1 / (w1 * 32) > 128 else 1.0
             math_rate = FMA_FLOPS / peak
         total += spill1 * gemm(p, 2 * i, h, touched * w1_bytes * dup, p * width * b,
-                               p * -(-width // n1) * split1, n1, k1, w1, s1,
-                               math_rate)  # fmt: skip
+                               p * -(-width // n1), n1, k1, w1, s1, math_rate)  # fmt: skip
         rows = t if s["combine"] == "fused" else p
         total += gemm(p, h, i, touched * w2_bytes * dup, p * i * b,
                       rows * -(-h // n2) * split, n2, k2, w2, s2, math_rate)  # fmt: skip
@@ -165,13 +164,12 @@ def estimate(plan: Plan | None, w: Workload) -> float:
             "torch": LAUNCH_US * TORCH_METADATA_OPS[str(s["dispatch"])] + 2e-3 * p,
         }[str(s["metadata"])]
         total += gemm(rows, 2 * i, h, touched * w1_bytes * reread, p * (h + width) * b,
-                      programs(width, n1, split1), n1, k1, w1, s1,
+                      programs(width, n1), n1, k1, w1, s1,
                       mma(n1, k1, w1, s1, 2 if fused else 1))  # fmt: skip
         total += gemm(rows, h, i, touched * w2_bytes * reread, p * i * b,
                       programs(h, n2, split), n2, k2, w2, s2, mma(n2, k2, w2, s2, 1))  # fmt: skip
-    if not fused or split1 > 1:  # the activation pass, over float32 K-slices if split
-        slices = 2 * i * 4 * split1 * 2 if split1 > 1 else 2 * i * b
-        total += LAUNCH_US + 1e6 * p * (slices + i * b) / bw
+    if not fused:
+        total += LAUNCH_US + 1e6 * p * 3 * i * b / bw
     out = t * h
     total += {
         "rows": 2 * LAUNCH_US + 1e6 * (p * h * b + out * (8 + b)) / bw,

@@ -141,22 +141,18 @@ def _gemm1(
     SWAP: tl.constexpr,
     DESC: tl.constexpr,
     ZERO: tl.constexpr,
-    SPLIT_K: tl.constexpr,
 ):
-    # gate and up projections of sorted pairs; SiLU·mul in the epilogue when FUSED (gate
-    # and up tiles in one program) and SPLIT_K is 1, else the raw [P, 2I] product (in
-    # float32 per K-slice when SPLIT_K > 1) for the activation pass; first, with ZERO,
-    # this program's share of zeroing zero_ptr[:zero_n]
+    # gate and up projections of sorted pairs; SiLU·mul in the epilogue when FUSED, else
+    # the raw [P, 2I] product for a separate activation pass; first, with ZERO, this
+    # program's share of zeroing zero_ptr[:zero_n]
     if ZERO:
         _zero_share(zero_ptr, zero_n, 1024)
     n_out = I if FUSED else 2 * I
     n_tiles = tl.cdiv(n_out, BLOCK_N)
     n_blocks = tl.load(nblk_ptr)
-    k_span = tl.cdiv(tl.cdiv(H, BLOCK_K), SPLIT_K) * BLOCK_K
-    for tile in tl.range(tl.program_id(0), n_blocks * n_tiles * SPLIT_K, tl.num_programs(0)):
-        pid_m, pid_n = _tile_order(tile // SPLIT_K, n_blocks, n_tiles, GROUP_M)
+    for tile in tl.range(tl.program_id(0), n_blocks * n_tiles, tl.num_programs(0)):
+        pid_m, pid_n = _tile_order(tile, n_blocks, n_tiles, GROUP_M)
         pair, valid, expert = _block_rows(pid_m, order_ptr, tiles_ptr, P, BLOCK_M, TILEMAP)
-        k_lo = (tile % SPLIT_K) * k_span
         token = (pair // TOP_K).to(tl.int64)
         cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
         base = expert * 2 * I
@@ -165,7 +161,7 @@ def _gemm1(
         else:
             acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         acc_u = tl.zeros_like(acc_g)
-        for k0 in range(k_lo, min(k_lo + k_span, H), BLOCK_K):
+        for k0 in range(0, H, BLOCK_K):
             ks = k0 + tl.arange(0, BLOCK_K)
             a = tl.load(
                 x_ptr + token[:, None] * H + ks[None, :],
@@ -189,14 +185,9 @@ def _gemm1(
                     DESC,
                 )
                 acc_u = _mma(a, w, acc_u, SWAP)
-        if SPLIT_K == 1 and FUSED:
-            _store(h_ptr, pair, cols, acc_g / (1.0 + tl.exp(-acc_g)) * acc_u, valid, cols < I,
-                   I, SWAP, False)  # fmt: skip
-        else:
-            part = h_ptr + tl.cast(tile % SPLIT_K, tl.int64) * P * 2 * I
-            _store(part, pair, cols, acc_g, valid, cols < n_out, 2 * I, SWAP, False)
-            if FUSED:
-                _store(part + I, pair, cols, acc_u, valid, cols < I, 2 * I, SWAP, False)
+        if FUSED:
+            acc_g = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
+        _store(h_ptr, pair, cols, acc_g, valid, cols < n_out, n_out, SWAP, False)
 
 
 @triton.jit
@@ -313,7 +304,6 @@ def _pair_gemm1(
     h_ptr,
     zero_ptr,
     zero_n,
-    P,
     H,
     I,
     TOP_K,
@@ -324,19 +314,15 @@ def _pair_gemm1(
     MMA: tl.constexpr,
     ZERO: tl.constexpr,
     STAGES: tl.constexpr,
-    SPLIT_K: tl.constexpr,
 ):
-    # one program per (pair, column tile, K-slice): a matrix-vector product without
-    # sorting (ZERO, FUSED and SPLIT_K as in _gemm1)
+    # one program per (pair, column tile): a matrix-vector product without sorting (ZERO
+    # as in _gemm1)
     if ZERO:
         _zero_share(zero_ptr, zero_n, 1024)
     n_out = I if FUSED else 2 * I
     n_tiles = tl.cdiv(n_out, BLOCK_N)
-    tile = tl.program_id(0) // SPLIT_K
-    pair = (tile // n_tiles).to(tl.int64)
-    col0 = (tile % n_tiles) * BLOCK_N
-    k_span = tl.cdiv(tl.cdiv(H, BLOCK_K), SPLIT_K) * BLOCK_K
-    k_lo = (tl.program_id(0) % SPLIT_K) * k_span
+    pair = (tl.program_id(0) // n_tiles).to(tl.int64)
+    col0 = (tl.program_id(0) % n_tiles) * BLOCK_N
     cols = col0 + tl.arange(0, BLOCK_N)
     base = tl.load(ids_ptr + pair).to(tl.int64) * 2 * I
     if MMA:
@@ -345,7 +331,7 @@ def _pair_gemm1(
         acc_g = tl.zeros((BLOCK_N,), dtype=tl.float32)
     acc_u = tl.zeros_like(acc_g)
     x_row = x_ptr + (pair // TOP_K) * H
-    for k0 in tl.range(k_lo, min(k_lo + k_span, H), BLOCK_K, num_stages=STAGES):
+    for k0 in tl.range(0, H, BLOCK_K, num_stages=STAGES):
         xk = _vec(x_row, k0 + tl.arange(0, BLOCK_K), H, 16, 0, MMA)
         w = _w_tile(w_ptr, w_desc, base + col0, base + n_out, k0, H, BLOCK_N, BLOCK_K, DESC)
         acc_g = _gemv(w, xk, acc_g, MMA)
@@ -357,14 +343,9 @@ def _pair_gemm1(
         u = tl.sum(acc_u, axis=1)
     else:
         g, u = acc_g, acc_u
-    if SPLIT_K == 1 and FUSED:
+    if FUSED:
         g = g / (1.0 + tl.exp(-g)) * u
-        tl.store(h_ptr + pair * I + cols, g.to(h_ptr.dtype.element_ty), mask=cols < I)
-    else:
-        part = h_ptr + ((tl.program_id(0) % SPLIT_K) * P + pair) * 2 * I
-        tl.store(part + cols, g.to(h_ptr.dtype.element_ty), mask=cols < n_out)
-        if FUSED:
-            tl.store(part + I + cols, u.to(h_ptr.dtype.element_ty), mask=cols < I)
+    tl.store(h_ptr + pair * n_out + cols, g.to(h_ptr.dtype.element_ty), mask=cols < n_out)
 
 
 @triton.jit
@@ -447,18 +428,13 @@ def _pair_gemm2(
 
 
 @triton.jit
-def _silu_mul(g_ptr, h_ptr, P, I, SPLIT_K: tl.constexpr, BLOCK: tl.constexpr):
-    # the activation pass: h[p] = silu(gate[p]) · up[p] from the [P, 2I] product, summed
-    # over its SPLIT_K K-slices
+def _silu_mul(g_ptr, h_ptr, I, BLOCK: tl.constexpr):
+    # the separate activation pass: h[p] = silu(gate[p]) · up[p] from the [P, 2I] product
     pair = tl.program_id(0).to(tl.int64)
     cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
     m = cols < I
-    g = tl.zeros((BLOCK,), dtype=tl.float32)
-    u = tl.zeros((BLOCK,), dtype=tl.float32)
-    for s in range(SPLIT_K):
-        row = g_ptr + (s * P + pair) * 2 * I
-        g += tl.load(row + cols, mask=m, other=0.0).to(tl.float32)
-        u += tl.load(row + I + cols, mask=m, other=0.0).to(tl.float32)
+    g = tl.load(g_ptr + pair * 2 * I + cols, mask=m, other=0.0).to(tl.float32)
+    u = tl.load(g_ptr + pair * 2 * I + I + cols, mask=m, other=0.0).to(tl.float32)
     tl.store(
         h_ptr + pair * I + cols, (g / (1.0 + tl.exp(-g)) * u).to(h_ptr.dtype.element_ty), mask=m
     )

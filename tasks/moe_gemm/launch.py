@@ -216,11 +216,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
     desc = c["weights"] == "descriptors"
     combine = COMBINES[c["combine"]]
     width = inter if fused else two_i
-    split1 = c["SPLIT_K1"]
-    if split1 > 1:  # float32 K-slices of the raw product, summed by the activation pass
-        h = torch.empty(split1, pairs, two_i, dtype=torch.float32, device=x.device)
-    else:
-        h = torch.empty(pairs, width, dtype=x.dtype, device=x.device)
+    h = torch.empty(pairs, width, dtype=x.dtype, device=x.device)
     finish = c["combine"] == "atomic" and c["atomic_finish"] == "kernels"
     zero_n = 0
     out = y = h  # placeholders for arguments a kernel does not read
@@ -239,7 +235,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
     else:
         y = torch.empty(pairs, hidden, dtype=x.dtype, device=x.device)
     if c["dispatch"] == "pair":
-        grid = (pairs * triton.cdiv(width, c["BLOCK_N1"]) * split1,)
+        grid = (pairs * triton.cdiv(width, c["BLOCK_N1"]),)
         _pair_gemm1[grid](
             x,
             ids,
@@ -248,7 +244,6 @@ def run(x, topk_ids, topk_weights, w1, w2):
             h,
             y,
             zero_n,
-            pairs,
             hidden,
             inter,
             top_k,
@@ -259,7 +254,6 @@ def run(x, topk_ids, topk_weights, w1, w2):
             MMA=bool(c["pair_mma"]),
             ZERO=finish,
             STAGES=c["num_stages1"],
-            SPLIT_K=split1,
             **_opts(c, 1),
         )
     else:
@@ -299,7 +293,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             SWAP=bool(c["swap_ab"]),
             DESC=desc,
         )
-        tiles1 = max_blocks * triton.cdiv(width, c["BLOCK_N1"]) * split1
+        tiles1 = max_blocks * triton.cdiv(width, c["BLOCK_N1"])
         _gemm1[_grid(tiles1, c, x.device)](
             x,
             w1_2d,
@@ -318,14 +312,12 @@ def run(x, topk_ids, topk_weights, w1, w2):
             BLOCK_K=c["BLOCK_K1"],
             FUSED=fused,
             ZERO=finish,
-            SPLIT_K=split1,
             **common,
             **_opts(c, 1),
         )
-    if not fused or split1 > 1:
+    if not fused:
         act = torch.empty(pairs, inter, dtype=x.dtype, device=x.device)
-        grid = (pairs, triton.cdiv(inter, 1024))
-        _silu_mul[grid](h, act, pairs, inter, SPLIT_K=split1, BLOCK=1024)
+        _silu_mul[(pairs, triton.cdiv(inter, 1024))](h, act, inter, BLOCK=1024)
         h = act
     if c["dispatch"] == "pair":
         rows = tokens if c["combine"] == "fused" else pairs

@@ -85,7 +85,7 @@ SPACE_PARAMS = (
         "pointers",
         doc="weight tiles loaded by pointer arithmetic, or through tensor descriptors (TMA)",
     ),
-    Param("BLOCK_M", (16, 32, 64, 128, 256), 64, KNOB, "rows (pairs) per row block"),
+    Param("BLOCK_M", (16, 32, 64, 128), 64, KNOB, "rows (pairs) per row block"),
     Param("BLOCK_N1", (16, 32, 64, 128, 256), 64, KNOB, "gate/up output columns per program"),
     Param("BLOCK_K1", (32, 64, 128, 256, 512), 64, KNOB, "gate/up reduction step over H"),
     Param("num_warps1", (2, 4, 8), 4, KNOB, "warps of the gate/up program"),
@@ -96,14 +96,6 @@ SPACE_PARAMS = (
     Param("num_stages2", (2, 3, 4, 5), 4, KNOB, "down software pipeline depth"),
     Param("GROUP_M", (1, 4, 8, 16, 32), 8, KNOB, "row blocks sharing a weight column stripe"),
     Param("SPLIT_K", (1, 2, 4, 8), 1, KNOB, "slices of the down GEMM's reduction (atomic only)"),
-    Param(
-        "SPLIT_K1",
-        (1, 2, 4, 8),
-        1,
-        KNOB,
-        "slices of the gate/up GEMM's reduction over H, written in float32 and summed by the "
-        "activation pass (more programs when few pairs share an expert)",
-    ),
     Param("PROGRAMS_PER_SM", (1, 2, 4), 1, KNOB, "occupancy of the persistent grid"),
 )
 
