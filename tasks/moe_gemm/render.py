@@ -1,9 +1,10 @@
 """Render moe_gemm plans as self-contained Triton candidates.
 
-A candidate is the kernels of `kernels.py` followed by the launch code of `launch.py`
-(without its import of those kernels), with the plan's settings per regime written into
-CONFIGS. Both files are ordinary modules, so the code every candidate runs is linted and
-tested as it is; a plan only picks among their branches and sets their tiles.
+A candidate is the kernels of `kernels.py` and `pair_kernels.py` followed by the launch
+code of `launch.py` (without their imports of each other), with the plan's settings per
+regime written into CONFIGS. All three are ordinary modules, so the code every candidate
+runs is linted and tested as it is; a plan only picks among their branches and sets their
+tiles.
 """
 
 from __future__ import annotations
@@ -30,15 +31,18 @@ def _without_docstring_and_imports(source: str) -> str:
         if not isinstance(node, ast.Import | ast.ImportFrom)
         and not (isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant))
     ]
-    lines = source.splitlines(keepends=True)
-    return "".join(lines[body[0].lineno - 1 :])
+    first = body[0]
+    decorators = getattr(first, "decorator_list", [])
+    line = decorators[0].lineno if decorators else first.lineno
+    return "".join(source.splitlines(keepends=True)[line - 1 :])
 
 
 @cache
 def _template() -> str:
-    """kernels.py then launch.py without its imports, with the regime bounds written in and
-    the CONFIGS line left to fill (read once per process)."""
+    """kernels.py, pair_kernels.py and launch.py without their imports, with the regime
+    bounds written in and the CONFIGS line left to fill (read once per process)."""
     kernels = (HERE / "kernels.py").read_text()
+    pair = _without_docstring_and_imports((HERE / "pair_kernels.py").read_text())
     launch = _without_docstring_and_imports((HERE / "launch.py").read_text())
     for line in (_CONFIGS, _REGIMES):
         if line not in launch:
@@ -47,6 +51,8 @@ def _template() -> str:
     imports = "from triton.tools.tensor_descriptor import TensorDescriptor\nimport torch\n"
     return (
         kernels.replace("import triton\n", imports + "import triton\n", 1)
+        + "\n\n"
+        + pair
         + "\n\n"
         + launch.replace(_REGIMES, f"REGIMES = {bounds}")
     )
