@@ -63,10 +63,6 @@ SAMPLE = {
         **dict(PAIR, SPLIT_K=2), dispatch="pair", epilogue="separate", combine="atomic"
     ),
     "pair-reduce": plan(**PAIR, dispatch="pair", combine="reduce"),
-    "slices": plan(**dict(SMALL, BLOCK_N1=16), dispatch="slices", combine="atomic"),
-    "slices-finished-in-kernels": plan(
-        **SMALL, dispatch="slices", combine="atomic", atomic_finish="kernels"
-    ),
     "pair-mma-fused": plan(**PAIR, dispatch="pair", pair_mma=True, combine="fused"),
     "pair-mma-separate-atomic-splitk-tma-finished-in-kernels": plan(
         **dict(PAIR, SPLIT_K=2, BLOCK_N1=32, BLOCK_N2=16),
@@ -118,18 +114,6 @@ def test_sampled_plans_pass_the_smoke_suite_under_the_interpreter(name):
     ("settings", "reason"),
     [
         (dict(combine="fused", dispatch="padded"), "combine=fused needs dispatch=pair"),
-        (dict(dispatch="slices", combine="reduce"), "dispatch=slices needs combine=atomic"),
-        (
-            dict(
-                dispatch="slices",
-                combine="atomic",
-                BLOCK_N1=256,
-                BLOCK_K1=32,
-                BLOCK_N2=256,
-                num_warps1=2,
-            ),
-            "down weight tile holds",
-        ),
         (dict(SPLIT_K=4, combine="rows"), "SPLIT_K=4 needs combine=atomic"),
         (dict(BLOCK_M=128, BLOCK_N1=256, BLOCK_K1=256, num_stages1=5), "KB of shared memory"),
         (

@@ -123,13 +123,6 @@ def estimate(plan: Plan | None, w: Workload) -> float:
     n2, k2, w2, s2 = (int(s[x]) for x in ("BLOCK_N2", "BLOCK_K2", "num_warps2", "num_stages2"))
     split = int(s["SPLIT_K"])
     w1_bytes, w2_bytes = 2 * i * h * b, h * i * b
-    if s["dispatch"] == "slices":  # one kernel: every weight byte once, atomics per slice
-        dup = 1.0 + 0.3 * max(p / touched - 1.0, 0.0)
-        slices = -(-i // n1)
-        total += gemm(p, 3 * i, h, touched * (w1_bytes + w2_bytes) * dup, p * h * 8 * slices,
-                      p * slices, n1, k1, w1, s1, FMA_FLOPS / peak)  # fmt: skip
-        cast = 0.0 if s["atomic_finish"] == "kernels" else LAUNCH_US + 1e6 * t * h * 6 / bw
-        return total + LAUNCH_US + cast
     if s["dispatch"] == "pair":
         dup = 1.0 + 0.3 * max(p / touched - 1.0, 0.0)  # an expert's weights re-read per pair
         # weight tiles through shared memory on tensor cores, or in registers (which spill)

@@ -13,7 +13,7 @@ import triton.language as tl
 from triton.tools.tensor_descriptor import TensorDescriptor
 
 from tasks.moe_gemm.kernels import _gemm1, _gemm2, _reduce, _silu_mul
-from tasks.moe_gemm.pair_kernels import _pair_gemm1, _pair_gemm2, _slice_moe
+from tasks.moe_gemm.pair_kernels import _pair_gemm1, _pair_gemm2
 
 #: regime upper bounds in tokens per expert (T·k/E), and the plan's settings per regime
 #: (both written by the renderer)
@@ -193,23 +193,6 @@ def _opts(c, which):
     return {"num_warps": c[f"num_warps{which}"], "num_stages": c[f"num_stages{which}"]}
 
 
-def _run_slices(x, ids, weights, w1_2d, w2_2d, c, top_k, inter):
-    """Both GEMMs in one kernel, one program per (pair, slice of I), into float32 sums per
-    token (zeroed with their counters by one memset), cast by torch or by the last program
-    adding into each token."""
-    tokens, hidden = x.shape
-    finish = c["atomic_finish"] == "kernels"
-    zeros = torch.zeros(tokens * hidden + tokens, dtype=torch.int32, device=x.device)
-    sums = zeros[: tokens * hidden].view(torch.float32)
-    out = torch.empty(tokens, hidden, dtype=x.dtype, device=x.device) if finish else sums
-    _slice_moe[(ids.numel() * triton.cdiv(inter, c["BLOCK_N1"]),)](
-        x, ids, weights, w1_2d, w2_2d, sums, out, zeros[tokens * hidden :], hidden, inter,
-        top_k, BLOCK_S=c["BLOCK_N1"], BLOCK_K=c["BLOCK_K1"], BLOCK_N=c["BLOCK_N2"],
-        STAGES=c["num_stages1"], FINISH=finish, **_opts(c, 1),
-    )  # fmt: skip
-    return out if finish else sums.view(tokens, hidden).to(x.dtype)
-
-
 def run(x, topk_ids, topk_weights, w1, w2):
     tokens, hidden = x.shape
     top_k = topk_ids.shape[1]
@@ -221,8 +204,6 @@ def run(x, topk_ids, topk_weights, w1, w2):
     ids = topk_ids.reshape(-1).contiguous()
     weights = topk_weights.reshape(-1).contiguous()
     w1_2d, w2_2d = w1.view(experts * two_i, hidden), w2.view(experts * hidden, inter)
-    if c["dispatch"] == "slices":
-        return _run_slices(x, ids, weights, w1_2d, w2_2d, c, top_k, inter)
     w1_arg = _weights(w1_2d, c, "BLOCK_N1", "BLOCK_K1")
     w2_arg = _weights(w2_2d, c, "BLOCK_N2", "BLOCK_K2")
     fused = c["epilogue"] == "fused"

@@ -21,14 +21,11 @@ MAX_PER_THREAD = 256
 SPACE_PARAMS = (
     Param(
         "dispatch",
-        ("padded", "tilemap", "pair", "slices"),
+        ("padded", "tilemap", "pair"),
         "padded",
         doc="padded: pairs sorted by expert, each expert's run padded to BLOCK_M rows; "
         "tilemap: sorted without padding, row blocks listed in a tile map; "
-        "pair: one program per (token, expert) pair, matrix-vector products, no sorting; "
-        "slices: one kernel for both GEMMs, one program per (pair, BLOCK_N1-wide slice of "
-        "I) computing its gate/up rows, SiLU·mul, and the slice's share of the down GEMM "
-        "added into the token's float32 sums (combine=atomic)",
+        "pair: one program per (token, expert) pair, matrix-vector products, no sorting",
     ),
     Param(
         "metadata",
@@ -130,10 +127,6 @@ SPACE = DesignSpace(
 _SORTED_ONLY = ("metadata", "swap_ab", "schedule", "BLOCK_M", "GROUP_M", "PROGRAMS_PER_SM")
 #: settings only a pair-dispatch program reads
 _PAIR_ONLY = ("pair_mma",)
-#: settings the one-kernel slices dispatch never reads (its tiles: BLOCK_N1 wide slices,
-#: BLOCK_K1 steps over H, BLOCK_N2 down rows per step, num_warps1, num_stages1)
-_NOT_SLICES = (*_SORTED_ONLY, *_PAIR_ONLY, "epilogue", "weights", "SPLIT_K", "BLOCK_K2",
-               "num_warps2", "num_stages2")  # fmt: skip
 
 
 def canonical(plan: Plan) -> Plan:
@@ -142,9 +135,7 @@ def canonical(plan: Plan) -> Plan:
     root = SPACE.root()
     table = plan.table()
     for regime, row in table.items():
-        unused = {"pair": list(_SORTED_ONLY), "slices": list(_NOT_SLICES)}.get(
-            str(row["dispatch"]), list(_PAIR_ONLY)
-        )
+        unused = list(_SORTED_ONLY) if row["dispatch"] == "pair" else list(_PAIR_ONLY)
         if row["schedule"] != "persistent":
             unused.append("PROGRAMS_PER_SM")
         if row["combine"] != "atomic":
@@ -158,15 +149,6 @@ def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
     """Why one regime's settings cannot compile or cannot be right, or None."""
     if s["combine"] == "fused" and s["dispatch"] != "pair":
         return f"{regime}: combine=fused needs dispatch=pair"
-    if s["dispatch"] == "slices":
-        if s["combine"] != "atomic":
-            return f"{regime}: dispatch=slices needs combine=atomic to add the slices"
-        sl, k1, w1 = int(s["BLOCK_N1"]), int(s["BLOCK_K1"]), int(s["num_warps1"])
-        for what, values in (("gate/up", 2 * sl * k1), ("down", sl * int(s["BLOCK_N2"]))):
-            per_thread = values // (w1 * 32)
-            if per_thread > MAX_PER_THREAD:
-                return f"{regime}: the {what} weight tile holds {per_thread} values per thread"
-        return None
     if int(s["SPLIT_K"]) > 1 and s["combine"] != "atomic":
         return f"{regime}: SPLIT_K={s['SPLIT_K']} needs combine=atomic to add the slices"
     fused = 2 if s["epilogue"] == "fused" else 1
