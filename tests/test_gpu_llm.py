@@ -52,17 +52,14 @@ def test_a_moe_gemm_search_tunes_the_constants_the_llm_declared(tmp_path):
 
 
 def search_tunes_declared_constants(tmp_path, *scoring):
-    server = ScriptedServer(responder)
-    run = tmp_path / "run"
-    try:
+    with ScriptedServer(responder) as server:
+        run = tmp_path / "run"
         out = ksearch(
             "task=moe_gemm", "worldmodel=openai", f"llm.base_url={server.url}",
             "llm.model=scripted", "+llm.prices.scripted=[3.0,15.0]", *scoring,
             "scorer.seeds=[0]", "search.budget=10", "search.finalists=2", "display=log",
             f"hydra.run.dir={run}",
         )  # fmt: skip
-    finally:
-        server.close()
     assert out.returncode == 0, out.stderr
     nodes = json.loads(ksearch(str(run / "search.db"), "--json", module="ksearch.replay").stdout)[
         "nodes"

@@ -14,9 +14,8 @@ ASK = [{"role": "user", "content": "propose a plan"}]
 
 @pytest.fixture
 def server():
-    s = ScriptedServer()
-    yield s
-    s.close()
+    with ScriptedServer() as s:
+        yield s
 
 
 def make(server, store=None, **settings):

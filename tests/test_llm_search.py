@@ -52,12 +52,11 @@ def responder(body):
 
 
 def test_an_llm_search_completes_and_replays_to_the_same_tree_without_a_server(tmp_path):
-    server = ScriptedServer(responder)
-    server.script.append(error(429, "slow down", {"Retry-After": "0"}))
-    common = ["task=rmsnorm", "scorer=interpret", "display=log", "search.finalists=1",
-              "search.budget=5", "llm.model=scripted"]  # fmt: skip
-    live_dir, replay_dir = tmp_path / "live", tmp_path / "replay"
-    try:
+    with ScriptedServer(responder) as server:
+        server.script.append(error(429, "slow down", {"Retry-After": "0"}))
+        common = ["task=rmsnorm", "scorer=interpret", "display=log", "search.finalists=1",
+                  "search.budget=5", "llm.model=scripted"]  # fmt: skip
+        live_dir, replay_dir = tmp_path / "live", tmp_path / "replay"
         live = ksearch(
             *common,
             "worldmodel=openai",
@@ -65,8 +64,6 @@ def test_an_llm_search_completes_and_replays_to_the_same_tree_without_a_server(t
             "+llm.prices.scripted=[3.0,15.0]",
             f"hydra.run.dir={live_dir}",
         )
-    finally:
-        server.close()
     assert live.returncode == 0, live.stderr
     assert "winner" in live.stderr
     calls = len(server.requests)
@@ -109,37 +106,28 @@ def run_against(server, tmp_path, *extra):
 
 
 def test_a_spent_call_cap_ends_the_search_with_a_winner_and_says_why(tmp_path):
-    server = ScriptedServer(responder)
-    try:
+    with ScriptedServer(responder) as server:
         out = run_against(server, tmp_path, "llm.max_calls=2")
-    finally:
-        server.close()
     assert out.returncode == 0, out.stderr
     assert len(server.requests) == 2
     assert "the LLM budget is spent: 2 calls of 2" in out.stderr and "winner" in out.stderr
 
 
 def test_an_endpoint_that_refuses_the_key_stops_the_run_with_a_message(tmp_path):
-    server = ScriptedServer(lambda body: error(401, "invalid api key"))
-    try:
+    with ScriptedServer(lambda body: error(401, "invalid api key")) as server:
         out = run_against(server, tmp_path)
-    finally:
-        server.close()
     assert out.returncode == 2
     assert "refused the key (set OPENAI_API_KEY)" in out.stderr
     assert "Traceback" not in out.stderr
 
 
 def test_a_resumed_llm_run_never_pays_twice_for_a_recorded_call(tmp_path):
-    server = ScriptedServer(responder)
-    try:
+    with ScriptedServer(responder) as server:
         first = run_against(server, tmp_path, "search.budget=3")
         asked_first = [json.dumps(r["messages"]) for r in server.requests]
         server.requests.clear()
         resumed = run_against(server, tmp_path, "search.budget=6")
         asked_again = [json.dumps(r["messages"]) for r in server.requests]
-    finally:
-        server.close()
     assert first.returncode == 0 and resumed.returncode == 0, resumed.stderr
     assert "resuming the run" in resumed.stderr
     assert asked_again and not set(asked_first) & set(asked_again)
@@ -160,11 +148,8 @@ def broken_first(body):
 
 def test_a_failed_candidate_is_repaired_by_the_llm(tmp_path):
     broken_first.done = False
-    server = ScriptedServer(broken_first)
-    try:
+    with ScriptedServer(broken_first) as server:
         out = run_against(server, tmp_path, "search.repair_attempts=1")
-    finally:
-        server.close()
     assert out.returncode == 0, out.stderr
     repairs = [r for r in server.requests if "failed; fix it" in r["messages"][0]["content"]]
     assert len(repairs) == 1 and "broken on purpose" in repairs[0]["messages"][0]["content"]
@@ -176,11 +161,8 @@ def test_a_failed_candidate_is_repaired_by_the_llm(tmp_path):
 
 def test_a_cap_reached_by_a_repair_ends_the_search_with_a_winner(tmp_path):
     broken_first.done = False
-    server = ScriptedServer(broken_first)
-    try:
+    with ScriptedServer(broken_first) as server:
         out = run_against(server, tmp_path, "search.repair_attempts=1", "llm.max_calls=2")
-    finally:
-        server.close()
     assert out.returncode == 0, out.stderr
     assert len(server.requests) == 2
     assert "the LLM budget is spent: 2 calls of 2" in out.stderr and "winner" in out.stderr

@@ -63,9 +63,8 @@ def test_source_must_parse_and_define_run():
 
 @pytest.fixture
 def server():
-    s = ScriptedServer()
-    yield s
-    s.close()
+    with ScriptedServer() as s:
+        yield s
 
 
 def test_a_malformed_answer_is_re_asked_with_its_error_and_recorded_invalid(server):

@@ -44,11 +44,8 @@ def tunable_responder(body):
 
 @pytest.mark.interpret
 def test_the_engine_tunes_declared_constants_without_asking_the_llm(tmp_path):
-    server = ScriptedServer(tunable_responder)
-    try:
+    with ScriptedServer(tunable_responder) as server:
         out = run_against(server, tmp_path, "search.budget=8", "worldmodel.temperature=5")
-    finally:
-        server.close()
     assert out.returncode == 0, out.stderr
     db = sqlite3.connect(tmp_path / "run" / "search.db")
     rows = db.execute("select action, candidate from nodes where step is not null").fetchall()
