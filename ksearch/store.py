@@ -260,11 +260,9 @@ class Store:
 
     def llm_totals(self) -> dict[str, float]:
         """Calls, tokens (prompt + completion) and dollars recorded in this run."""
-        row = self.db.execute(
-            "select count(*), coalesce(sum(prompt_tokens + completion_tokens), 0), "
-            "coalesce(sum(cost), 0) from llm_calls"
-        ).fetchone()
-        return {"calls": row[0], "tokens": row[1], "dollars": row[2]}
+        u = self.llm_usage()
+        tokens = u["prompt_tokens"] + u["completion_tokens"]
+        return {"calls": u["calls"], "tokens": tokens, "dollars": u["dollars"]}
 
     def llm_usage(self) -> dict[str, Any]:
         """Calls, tokens, dollars and unusable answers recorded in this run, and calls per

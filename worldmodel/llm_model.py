@@ -113,6 +113,7 @@ class LlmWorldModel:
         self.invalid = 0
         self.spent: str | None = None  # why no more calls may be made, once a cap is reached
         self._sources: dict[str, str] = {}  # each instantiated plan's code, for its tunables
+        self._moves: dict[str, list[tuple[str, Value, Value]]] = {}  # tune_moves per plan
         self._measured = 0
         self._asked: dict[str, Plan] = {}
         self.revisions = {"applied": 0, "rejected": 0}
@@ -161,17 +162,25 @@ class LlmWorldModel:
         std = self.knobs.max_std * (1.0 - step.confidence) + 0.05
         return beliefs.calibration.apply(raw), math.hypot(std, beliefs.calibration.residual)
 
+    def _tune_prediction(
+        self, beliefs: LlmBeliefs, name: str, old: Value, new: Value
+    ) -> tuple[float, float]:
+        post = beliefs.effect(tune_kind(name, old, new))  # the effect on ln latency
+        return -post.m, post.std
+
     def tune_moves(self, plan: Plan) -> list[tuple[str, Value, Value]]:
         """(NAME, old, new) for each neighbouring value of each constant the plan's code
-        declares tunable; no LLM call."""
-        source = self._sources.get(plan.key)
-        if source is None:
-            return []
-        return [
-            (name, value, new)
-            for name, (value, values) in sorted(tunables(source).items())
-            for new in neighbours(value, values)
-        ]
+        declares tunable (read from the code once); no LLM call."""
+        if plan.key not in self._moves:
+            source = self._sources.get(plan.key)
+            if source is None:
+                return []
+            self._moves[plan.key] = [
+                (name, value, new)
+                for name, (value, values) in sorted(tunables(source).items())
+                for new in neighbours(value, values)
+            ]
+        return self._moves[plan.key]
 
     def propose(self, plan: Plan, beliefs: LlmBeliefs) -> list[Proposal]:
         """The LLM's next steps and the moves of the plan's tunable constants, one softmax
@@ -182,9 +191,9 @@ class LlmWorldModel:
             action = Action(STEP, step.title)
             scored.append((mean, action, extend(plan, step.title), mean, std, step.difficulty))
         for name, old, new in self.tune_moves(plan):
-            post = beliefs.effect(tune_kind(name, old, new))
+            mean, std = self._tune_prediction(beliefs, name, old, new)
             action = Action(f"{TUNE}:{name}", new)
-            scored.append((-post.m, action, tuned(plan, name, new), -post.m, post.std, 1.0))
+            scored.append((mean, action, tuned(plan, name, new), mean, std, 1.0))
         if not scored:
             return []
         top = max(s for s, *_ in scored)
@@ -200,8 +209,7 @@ class LlmWorldModel:
     def predict(self, plan: Plan, action: Action, beliefs: LlmBeliefs) -> tuple[float, float]:
         for name, old, new in self.tune_moves(plan):
             if action.param == f"{TUNE}:{name}" and action.value == new:
-                post = beliefs.effect(tune_kind(name, old, new))
-                return -post.m, post.std
+                return self._tune_prediction(beliefs, name, old, new)
         for step in self.steps(plan):
             if step.title == action.value:
                 return self._prediction(step, beliefs)
@@ -212,6 +220,7 @@ class LlmWorldModel:
     def instantiate(self, plan: Plan, parent_source: str | None) -> str:
         source = self._instantiate(plan, parent_source)
         self._sources[plan.key] = source
+        self._moves.pop(plan.key, None)
         return source
 
     def _instantiate(self, plan: Plan, parent_source: str | None) -> str:

@@ -11,7 +11,7 @@ import ast
 import logging
 import re
 
-from ksearch.plan import Value
+from ksearch.plan import Param, ParamKind, Value
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,8 @@ def tunables(source: str) -> dict[str, tuple[Value, tuple[Value, ...]]]:
 
 
 def neighbours(value: Value, values: tuple[Value, ...]) -> tuple[Value, ...]:
-    i = values.index(value)
-    return tuple(values[j] for j in (i - 1, i + 1) if 0 <= j < len(values))
+    """The values one move from `value`, as for a task's knob."""
+    return Param("tunable", values, value, ParamKind.KNOB).moves(value)
 
 
 def set_constant(source: str, name: str, value: Value) -> str:
