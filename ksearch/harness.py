@@ -71,7 +71,8 @@ class HarnessConfig:
         memory_mb: resident host memory a worker and its children may use.
         output_mb: bytes a worker may write to any file, its log included.
         reuse: jobs a worker serves before it is replaced (it is replaced at once after a
-            crash, a timeout, a runtime error or a rejection).
+            crash, a timeout, a runtime error or a rejection); on the GPU an evaluation
+            worker times one candidate only (`Workers.serves`).
         screen: stop timing a candidate after the screening workloads when its times there
             are more than this many times the best full evaluation's (0: never screen).
     """

@@ -8,7 +8,8 @@ Four measurements, printed as a table and, last, one JSON line:
 - the side-stream cheat: the baseline run on a stream of its own without joining it, next to
   the unchanged baseline (its honest twin), as the ratio of their measured times;
 - the cost of a fault: a crash, then an honest candidate: the worker processes started and
-  the honest candidate's wall time, against the same candidate on a warm worker;
+  the honest candidate's wall time, against the same candidate after an honest one (on the
+  GPU every evaluation gets a fresh worker, started ahead of it);
 - throughput: evaluations per minute over distinct rendered plans, compiled ahead.
 """
 
@@ -89,7 +90,7 @@ def side_stream(harness: Harness, task: Task) -> dict[str, Any]:
 
 
 def fault_cost(harness: Harness, source: str) -> dict[str, Any]:
-    harness.evaluate(source, screen=False)  # a warm worker with its baseline times
+    harness.evaluate(source, screen=False)  # workers started and kernels compiled
     began = time.monotonic()
     assert harness.evaluate(source + "\n# again\n", screen=False).passed
     warm = time.monotonic() - began

@@ -7,6 +7,7 @@ import pytest
 
 from ksearch.evaluation import Status
 from ksearch.harness import Harness, HarnessConfig
+from ksearch.workers import Workers
 from tasks.rmsnorm import TASK
 from tasks.rmsnorm.render import render
 
@@ -76,6 +77,26 @@ def test_a_worker_serves_candidates_until_a_fault_and_a_fault_costs_one_restart(
     assert harness.evaluate(crash).status is Status.CRASHED
     assert harness.evaluate(HONEST).passed  # on the spare, after its health check
     assert harness.workers.started == 3 and harness.workers.health_checks == 1
+
+
+def test_on_the_gpu_each_evaluation_gets_a_fresh_worker_and_compile_workers_are_reused(
+    tmp_path,
+):
+    # timings in a process that timed another candidate are not trusted; health jobs run on
+    # the CPU here, so this needs no GPU
+    workers = Workers(HarnessConfig(mode="gpu", reuse=16), tmp_path)
+    job = {"kind": "health", "mode": "interpret"}
+    try:
+        for _ in range(3):
+            result, why = workers.run("evaluate", job, None)
+            assert why is None and result["health"]["ok"]
+        assert workers.started == 4  # one per evaluation, and a spare started ahead
+        for _ in range(3):
+            result, why = workers.run("compile", job, None)
+            assert why is None and result["health"]["ok"]
+        assert workers.started == 6  # one that compiled all three, and a spare
+    finally:
+        workers.shutdown()
 
 
 def test_a_child_process_left_by_a_passing_candidate_is_killed_after_its_job(harness, tmp_path):
