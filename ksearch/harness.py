@@ -121,9 +121,6 @@ class Harness:
         self._fingerprint: dict[str, Any] | None = None
         self._closed = False
         self._best: dict[str, float] = {}  # best time per workload among full evaluations
-        #: the baseline's µs per workload and timing method, as the first worker measured
-        #: them; passed to later workers, each of which times one candidate
-        self._baseline_us: dict[str, dict[str, float]] = {}
         self.workers = Workers(config, Path(self._dir.name))
 
     @property
@@ -209,7 +206,6 @@ class Harness:
             },
             timing_seed=base + 104729,
             timing={"warmup": self.config.warmup, "reps": self.config.reps},
-            baseline_us={name: dict(m) for name, m in self._baseline_us.items()},
             screen=order[1],
         )
         checker = Checker(self.task, "cuda" if self.config.mode == "gpu" else "cpu")
@@ -222,10 +218,6 @@ class Harness:
             status, reason = result["error"]
             return failure(candidate, Status(status), reason, fp)
         self._fingerprint = result["fingerprint"]
-        for row in result["workloads"]:
-            if row.get("baseline_us") and row.get("method"):
-                by_method = self._baseline_us.setdefault(row["name"], {})
-                by_method.setdefault(row["method"], float(row["baseline_us"]))
         rows = self._merge(result["workloads"], checker)
         method = Method(result["method"])
         if method is Method.ESTIMATE:

@@ -360,9 +360,6 @@ class Worker:
             self.baseline = load_candidate(job["baseline"], "baseline")
         if self.ceilings is None:
             self.ceilings = measure_ceilings(self.flush)
-        for name, by_method in job.get("baseline_us", {}).items():
-            for method, us in by_method.items():
-                self.baseline_times.setdefault((name, method), float(us))
         timing = job["timing"]
         screen = int(job.get("screen", 0))
         methods = set()
@@ -452,8 +449,7 @@ class Worker:
     def baseline_time(
         self, task: Task, w: Workload, seed: int, method: str, kw: dict[str, Any]
     ) -> float | None:
-        """The baseline's time on `w` by `method`: measured once per worker unless the job
-        brought it (the harness passes on the times earlier workers measured); None where the
+        """The baseline's time on `w` by `method`, measured once per worker; None where the
         baseline cannot be captured in a CUDA graph."""
         key = (w.name, method)
         if key not in self.baseline_times:
