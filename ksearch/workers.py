@@ -153,9 +153,9 @@ class Workers:
     def serves(self, lane: str) -> int:
         """Jobs a worker of `lane` serves before it is replaced. On the GPU an evaluation
         worker times one candidate: on an H100, the same kernel timed in a process that had
-        already timed another candidate measured up to 12% slower on some workloads (Mixtral
-        decode, DeepSeek-V3 T=256), and the baseline up to 6% slower, while every candidate
-        timed in a fresh process measured alike within 0.5%."""
+        already timed another candidate measured 12-20% slower on some workloads (Mixtral
+        decode, DeepSeek-V3 at T=256), and the baseline up to 6% slower, while copies of one
+        candidate each timed in a fresh process measured alike within 0.5%."""
         if lane == "evaluate" and self.config.mode == "gpu":
             return 1
         return self.config.reuse
