@@ -47,6 +47,12 @@ def _mma(a, w, acc, SWAP: tl.constexpr):
 
 
 @triton.jit
+def _swiglu(gate, up):
+    # SiLU(gate) · up, in float32
+    return gate / (1.0 + tl.exp(-gate)) * up
+
+
+@triton.jit
 def _tile_order(tile, blocks_m, n_tiles, GROUP_M: tl.constexpr):
     # grouped order: GROUP_M row blocks share a column stripe of the expert's weights
     in_group = GROUP_M * n_tiles
@@ -185,7 +191,7 @@ def _gemm1(
                 )
                 acc_u = _mma(a, w, acc_u, SWAP)
         if FUSED:
-            acc_g = acc_g / (1.0 + tl.exp(-acc_g)) * acc_u
+            acc_g = _swiglu(acc_g, acc_u)
         _store(h_ptr, pair, cols, acc_g, valid, cols < n_out, n_out, SWAP, False)
 
 
@@ -276,9 +282,7 @@ def _silu_mul(g_ptr, h_ptr, I, BLOCK: tl.constexpr):
     m = cols < I
     g = tl.load(g_ptr + pair * 2 * I + cols, mask=m, other=0.0).to(tl.float32)
     u = tl.load(g_ptr + pair * 2 * I + I + cols, mask=m, other=0.0).to(tl.float32)
-    tl.store(
-        h_ptr + pair * I + cols, (g / (1.0 + tl.exp(-g)) * u).to(h_ptr.dtype.element_ty), mask=m
-    )
+    tl.store(h_ptr + pair * I + cols, _swiglu(g, u).to(h_ptr.dtype.element_ty), mask=m)
 
 
 @triton.jit

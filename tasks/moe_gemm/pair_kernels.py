@@ -7,7 +7,7 @@ software-pipelined.
 import triton
 import triton.language as tl
 
-from tasks.moe_gemm.kernels import _finish, _w_tile, _zero_share
+from tasks.moe_gemm.kernels import _finish, _swiglu, _w_tile, _zero_share
 
 
 @triton.jit
@@ -85,7 +85,7 @@ def _pair_gemm1(
     else:
         g, u = acc_g, acc_u
     if FUSED:
-        g = g / (1.0 + tl.exp(-g)) * u
+        g = _swiglu(g, u)
     tl.store(h_ptr + pair * n_out + cols, g.to(h_ptr.dtype.element_ty), mask=cols < n_out)
 
 
