@@ -50,8 +50,15 @@ class Task(Protocol):
         """(atol, rtol) for outputs of `dtype`."""
         ...
 
-    def floor(self, workload: Workload, ceilings: Mapping[str, float]) -> float:
-        """Roofline time in µs from FLOPs and minimum bytes at the given ceilings."""
+    def floor(
+        self,
+        workload: Workload,
+        ceilings: Mapping[str, float],
+        inputs: Mapping[str, Any] | None = None,
+    ) -> float:
+        """Roofline time in µs from FLOPs and minimum bytes at the given ceilings, for the
+        `inputs` timed where given (when the minimum depends on their values, as the experts
+        a routing touches do), else for the workload's expected inputs."""
         ...
 
     def regime(self, workload: Workload) -> str: ...

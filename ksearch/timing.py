@@ -8,10 +8,24 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-#: bytes zeroed before every timed call: more than an H100's 50 MB L2
-FLUSH_BYTES = 64 << 20
+#: bytes read before every timed call: five times an H100's 50 MB L2
+FLUSH_BYTES = 256 << 20
 #: GPU clock cycles (about 100 µs) held per queued graph replay before timing starts
 SLEEP_CYCLES_PER_REP = 200_000
+
+
+def l2_flusher() -> Callable[[], Any]:
+    """A call that evicts L2 by reading FLUSH_BYTES, leaving it full of clean lines.
+
+    Zero-filling a buffer (as triton.testing does) leaves L2 full of dirty lines, which
+    the timed call then writes back as its own reads evict them: on an H100 that added
+    5-10 µs to every memory-bound call (a third of a 25 µs MoE decode step).
+    """
+    import torch
+
+    buf = torch.zeros(FLUSH_BYTES // 8, dtype=torch.int64, device="cuda")
+    sink = torch.empty((), dtype=torch.int64, device="cuda")
+    return lambda: torch.sum(buf, dim=0, out=sink)
 
 
 def capture(fn: Callable[..., Any], inputs: dict[str, Any]) -> tuple[Any, Any] | None:
@@ -55,14 +69,14 @@ def time_reps(
     *,
     warmup: int,
     reps: int,
-    flush: Any,
+    flush: Callable[[], Any],
     sync_each: bool,
     before: Callable[[int], None] | None = None,
     after: Callable[[int, Any], None] | None = None,
 ) -> tuple[float, float]:
     """Median time in µs of `call()` and the relative spread (IQR / median).
 
-    L2 is flushed before every call. Graph replays (`sync_each=False`) are queued back to
+    `flush()` evicts L2 before every call. Graph replays (`sync_each=False`) are queued back to
     back behind a GPU sleep, so launch latency is not timed; a graph holds all of its
     streams' work, so the end event covers it. Eager calls (`sync_each=True`) synchronize
     the device after the flush and before the end event, so work launched on other streams
@@ -82,7 +96,7 @@ def time_reps(
     for i in range(reps):
         if before is not None:
             before(i)
-        flush.zero_()
+        flush()
         if sync_each:
             # nothing may run under the flush: work on another stream would hide there
             torch.cuda.synchronize()
@@ -100,14 +114,13 @@ def time_reps(
     return med, iqr / med if med > 0 else 0.0
 
 
-def measure_ceilings(flush: Any) -> dict[str, float]:
+def measure_ceilings(flush: Callable[[], Any]) -> dict[str, float]:
     """Copy bandwidth (bytes/s, read + write) and bf16 matmul FLOP/s of this GPU."""
     import torch
 
     a = torch.empty(512 * 1024 * 1024, dtype=torch.int8, device="cuda")
     b = torch.empty_like(a)
     m = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
-    kw = {"warmup": 3, "reps": 10, "flush": flush, "sync_each": False}
-    copy = time_reps(lambda: b.copy_(a), **kw)[0]
-    mm = time_reps(lambda: m @ m, **kw)[0]
+    copy = time_reps(lambda: b.copy_(a), warmup=3, reps=10, flush=flush, sync_each=False)[0]
+    mm = time_reps(lambda: m @ m, warmup=3, reps=10, flush=flush, sync_each=False)[0]
     return {"bytes": 2 * a.numel() / (copy * 1e-6), "flops": 2 * 8192**3 / (mm * 1e-6)}

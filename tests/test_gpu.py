@@ -146,3 +146,25 @@ def test_an_output_whose_tail_is_never_written_reads_poison_not_old_results(harn
     """)
     )
     assert ev.status is Status.INCORRECT, ev.reason
+
+
+def test_the_flush_evicts_l2_and_leaves_it_clean():
+    """A 32 MB read straight after itself hits L2; after the flush it comes from DRAM, and
+    no slower than after a zero-fill of the same size (whose dirty lines it must write back)."""
+    import torch
+
+    from ksearch.timing import FLUSH_BYTES, l2_flusher, time_reps
+
+    data = torch.ones(32 << 20, dtype=torch.int8, device="cuda").view(torch.int64)
+    sink = torch.empty((), dtype=torch.int64, device="cuda")
+    dirty = torch.empty(FLUSH_BYTES, dtype=torch.int8, device="cuda")
+
+    def read():
+        torch.sum(data, dim=0, out=sink)
+
+    kw = {"warmup": 3, "reps": 50, "sync_each": False}
+    warm = time_reps(read, flush=lambda: None, **kw)[0]
+    flushed = time_reps(read, flush=l2_flusher(), **kw)[0]
+    after_zero_fill = time_reps(read, flush=dirty.zero_, **kw)[0]
+    assert warm < 0.8 * flushed, (warm, flushed)
+    assert flushed < after_zero_fill, (flushed, after_zero_fill)

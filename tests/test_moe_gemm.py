@@ -98,6 +98,19 @@ def test_floors_match_the_recorded_ones(shape, t, floor_us):
     assert math.isclose(TASK.floor(w, H100_CEILINGS), floor_us, rel_tol=0.05)
 
 
+def test_with_inputs_the_floor_counts_the_experts_their_routing_touches():
+    w = suites.workload(suites.QWEN3_30B_TP2, 16)  # E=128, k=8, H=2048, I=384
+    same_eight = {"topk_ids": torch.arange(8, dtype=torch.int32).repeat(16, 1)}
+    all_once = {"topk_ids": torch.arange(128, dtype=torch.int32).view(16, 8)}
+    other = 2 * 16 * 2048 * 2 + 16 * 8 * 8  # activations in and out, routing
+    for inputs, experts in ((same_eight, 8), (all_once, 128)):
+        weights = experts * 3 * 2048 * 384 * 2
+        expected = 1e6 * (weights + other) / H100_CEILINGS["bytes"]
+        assert math.isclose(TASK.floor(w, H100_CEILINGS, inputs), expected, rel_tol=1e-9)
+    by_routing = (TASK.floor(w, H100_CEILINGS, x) for x in (same_eight, all_once))
+    assert next(by_routing) < TASK.floor(w, H100_CEILINGS) < next(by_routing)
+
+
 def test_the_floor_is_memory_bound_at_small_t_and_compute_bound_at_large_t():
     small = suites.workload(suites.MIXTRAL_TP2, 16)
     large = suites.workload(suites.MIXTRAL_TP2, 16384)

@@ -79,8 +79,18 @@ class MoeGemm:
         name = str(dtype).removeprefix("torch.")
         return {"bfloat16": (2e-2, 2e-2), "float16": (5e-3, 5e-3)}.get(name, (1e-4, 1e-4))
 
-    def floor(self, workload: Workload, ceilings: Mapping[str, float]) -> float:
-        return cost.floor(workload, ceilings)
+    def floor(
+        self,
+        workload: Workload,
+        ceilings: Mapping[str, float],
+        inputs: Mapping[str, Any] | None = None,
+    ) -> float:
+        """With `inputs`, the weights of the experts their routing touches count, not the
+        expected number: at T=16 on 128 experts the two differ by 10% either way."""
+        if inputs is None:
+            return cost.floor(workload, ceilings)
+        touched = int(inputs["topk_ids"].unique().numel())
+        return cost.floor(workload, ceilings, touched)
 
     def regime(self, workload: Workload) -> str:
         return cost.regime(workload)

@@ -57,16 +57,20 @@ def flops(w: Workload) -> float:
     return 6.0 * w["H"] * w["I"] * w["T"] * w["k"]
 
 
-def min_bytes(w: Workload) -> float:
-    """The weights of the experts touched, the activations in and out, the routing."""
+def min_bytes(w: Workload, touched: float | None = None) -> float:
+    """The weights of the experts touched (`touched` of them, else the expected number),
+    the activations in and out, the routing."""
     b = _BYTES[w["dtype"]]
-    weights = experts_touched(w) * 3 * w["H"] * w["I"] * b
+    if touched is None:
+        touched = experts_touched(w)
+    weights = touched * 3 * w["H"] * w["I"] * b
     return weights + 2 * w["T"] * w["H"] * b + w["T"] * w["k"] * 8
 
 
-def floor(w: Workload, ceilings: Mapping[str, float]) -> float:
-    """Roofline time in µs: the larger of compute and memory time at the given ceilings."""
-    return 1e6 * max(flops(w) / ceilings["flops"], min_bytes(w) / ceilings["bytes"])
+def floor(w: Workload, ceilings: Mapping[str, float], touched: float | None = None) -> float:
+    """Roofline time in µs: the larger of compute and memory time at the given ceilings,
+    with `touched` experts routed to (else the expected number)."""
+    return 1e6 * max(flops(w) / ceilings["flops"], min_bytes(w, touched) / ceilings["bytes"])
 
 
 SMS = 132

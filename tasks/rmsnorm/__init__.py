@@ -85,8 +85,13 @@ class RmsNorm:
         name = str(dtype).removeprefix("torch.")
         return {"bfloat16": (3e-2, 2e-2), "float16": (5e-3, 5e-3)}.get(name, (1e-4, 1e-4))
 
-    def floor(self, workload: Workload, ceilings: Mapping[str, float]) -> float:
-        return cost.floor(workload, ceilings)
+    def floor(
+        self,
+        workload: Workload,
+        ceilings: Mapping[str, float],
+        inputs: Mapping[str, Any] | None = None,
+    ) -> float:
+        return cost.floor(workload, ceilings)  # the same for any values of the inputs
 
     def regime(self, workload: Workload) -> str:
         return "long" if workload["N"] >= space.LONG_ROW else "short"
