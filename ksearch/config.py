@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 #: Settings that may change when a run is resumed; everything else must match the database.
 MUTABLE = (
     "search.budget",
+    "search.time_limit",
     "display",
     "scorer.compile_timeout",
     "scorer.run_timeout",

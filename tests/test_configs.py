@@ -44,7 +44,10 @@ def test_evaluate_config_composes():
 def test_only_budget_display_and_timeouts_may_change_on_resume():
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         a = compose("config", ["search.budget=10", "scorer.run_timeout=5", "display=none"])
-        b = compose("config", ["search.budget=99", "scorer.run_timeout=50", "display=log"])
+        b = compose(
+            "config",
+            ["search.budget=99", "scorer.run_timeout=50", "display=log", "search.time_limit=60"],
+        )
         c = compose("config", ["search.mcts.c_puct=2"])
     C.check_resume(C.identity(a, "interpret"), C.identity(b, "interpret"))
     with pytest.raises(C.ConfigError, match=r"search\.mcts\.c_puct"):

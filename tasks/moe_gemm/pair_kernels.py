@@ -129,15 +129,23 @@ def _pair_gemm2(
         first = first * TOP_K
         n_pairs = TOP_K
     if MMA:
-        steps = tl.cdiv(k_hi - k_lo, BLOCK_K)
         acc2 = tl.zeros((BLOCK_N, ROWS), dtype=tl.float32)
-        for step in tl.range(0, n_pairs * steps, num_stages=STAGES):
-            j = step // steps
-            k0 = k_lo + (step % steps) * BLOCK_K
-            base = tl.load(ids_ptr + first + j).to(tl.int64) * H
-            hk = _vec(h_ptr + (first + j) * I, k0 + tl.arange(0, BLOCK_K), k_hi, ROWS, j, MMA)
-            w = _w_tile(w_ptr, w_desc, base + col0, base + H, k0, I, BLOCK_N, BLOCK_K, DESC)
-            acc2 = _gemv(w, hk, acc2, MMA)
+        if COMBINE == 3:
+            steps = tl.cdiv(k_hi - k_lo, BLOCK_K)
+            for step in tl.range(0, n_pairs * steps, num_stages=STAGES):
+                j = step // steps
+                k0 = k_lo + (step % steps) * BLOCK_K
+                base = tl.load(ids_ptr + first + j).to(tl.int64) * H
+                hk = _vec(h_ptr + (first + j) * I, k0 + tl.arange(0, BLOCK_K), k_hi, ROWS, j, MMA)
+                w = _w_tile(w_ptr, w_desc, base + col0, base + H, k0, I, BLOCK_N, BLOCK_K, DESC)
+                acc2 = _gemv(w, hk, acc2, MMA)
+        else:
+            # one pair: addresses invariant in the loop, so its loads are software-pipelined
+            base = tl.load(ids_ptr + first).to(tl.int64) * H
+            for k0 in tl.range(k_lo, k_hi, BLOCK_K, num_stages=STAGES):
+                hk = _vec(h_ptr + first * I, k0 + tl.arange(0, BLOCK_K), k_hi, ROWS, 0, MMA)
+                w = _w_tile(w_ptr, w_desc, base + col0, base + H, k0, I, BLOCK_N, BLOCK_K, DESC)
+                acc2 = _gemv(w, hk, acc2, MMA)
         j = tl.arange(0, ROWS)
         if COMBINE != 1:
             scale = tl.load(weight_ptr + first + j, mask=j < n_pairs, other=0.0)
