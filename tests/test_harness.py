@@ -4,6 +4,7 @@ import textwrap
 import time
 
 import pytest
+import torch
 
 from ksearch.evaluation import Status
 from ksearch.harness import Harness, HarnessConfig
@@ -162,3 +163,25 @@ def test_untimed_workloads_say_why_timing_stopped():
         assert rows[1].reason == f"not timed: timing stopped at {names[0]} (rejected)"
     finally:
         harness.close()
+
+
+@pytest.mark.parametrize("task_name", ["moe_gemm", "rmsnorm"])
+def test_compile_workers_get_inputs_shaped_like_the_real_ones_but_not_drawn(task_name):
+    """A compile worker runs beside the timing worker, so it must not draw gigabytes of
+    random inputs on the device: same names, shapes and dtypes, integer tensors zero."""
+    from ksearch.task import load_task
+    from ksearch.worker import shaped_inputs
+
+    task = load_task(task_name)
+    w = task.suites["smoke"][0]
+    real = task.make_inputs(w, 0, "cpu")
+    shaped = shaped_inputs(task, w, "cpu")
+    assert shaped.keys() == real.keys()
+    for name, value in real.items():
+        if isinstance(value, torch.Tensor):
+            got = shaped[name]
+            assert (got.shape, got.dtype, got.device) == (value.shape, value.dtype, value.device)
+            if not value.is_floating_point():
+                assert not got.any(), name
+        else:
+            assert shaped[name] == value
