@@ -183,17 +183,24 @@ def identity(cfg: DictConfig, mode: str) -> dict[str, Any]:
     """The settings that define a run: the whole config less what may change on resume."""
     plain: dict[str, Any] = OmegaConf.to_container(cfg, resolve=True)  # type: ignore[assignment]
     plain.pop("hydra", None)
-    for dotted in MUTABLE:
-        head, _, leaf = dotted.rpartition(".")
-        (plain.get(head, {}) if head else plain).pop(leaf, None)
+    _drop_mutable(plain)
     plain["scorer"]["mode"] = mode
     if plain.get("worldmodel", {}).get("name") == "builtin":
         plain.pop("llm", None)  # endpoint settings mean nothing to the built-in model
     return plain
 
 
+def _drop_mutable(plain: dict[str, Any]) -> None:
+    for dotted in MUTABLE:
+        head, _, leaf = dotted.rpartition(".")
+        (plain.get(head, {}) if head else plain).pop(leaf, None)
+
+
 def check_resume(stored: dict[str, Any], current: dict[str, Any]) -> None:
-    """Refuse to continue a run whose stored config differs from the current one."""
+    """Refuse to continue a run whose stored config differs from the current one (settings
+    that may change are left out of both, so runs stored before one became mutable match)."""
+    stored = json.loads(json.dumps(stored))
+    _drop_mutable(stored)
     if stored == current:
         return
     diffs = sorted(_diff(stored, current))

@@ -50,6 +50,9 @@ def test_only_budget_display_and_timeouts_may_change_on_resume():
         )
         c = compose("config", ["search.mcts.c_puct=2"])
     C.check_resume(C.identity(a, "interpret"), C.identity(b, "interpret"))
+    stored_with_time_limit = C.identity(a, "interpret")
+    stored_with_time_limit["search"]["time_limit"] = 420.0  # stored before it was mutable
+    C.check_resume(stored_with_time_limit, C.identity(b, "interpret"))
     with pytest.raises(C.ConfigError, match=r"search\.mcts\.c_puct"):
         C.check_resume(C.identity(a, "interpret"), C.identity(c, "interpret"))
     with pytest.raises(C.ConfigError, match=r"scorer\.mode"):
