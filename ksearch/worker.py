@@ -27,7 +27,7 @@ import threading
 import traceback
 from typing import Any
 
-from ksearch.checking import checksum, poison, refill, tensors, validate
+from ksearch.checking import checksum, poison, refill, shaped_inputs, tensors, validate
 from ksearch.task import Task, Workload, load_task
 from ksearch.timing import capture, l2_flusher, measure_ceilings, replayer, time_reps
 
@@ -85,28 +85,6 @@ def load_candidate(path: str, name: str = "candidate") -> Any:
     if not callable(getattr(module, "run", None)):
         raise AttributeError("the candidate does not define a function run(**inputs)")
     return module
-
-
-def shaped_inputs(task: Task, w: Workload, device: str) -> dict[str, Any]:
-    """Inputs with the shapes, dtypes and device of `task.make_inputs`, drawn by no kernel:
-    floating tensors left uninitialized, integer ones zero. A compile worker calls the
-    candidate on these while another worker times, and drawing gigabytes of random weights
-    there took memory bandwidth from the timed calls (a baseline measured 3.5× slower)."""
-    import torch
-    from torch._subclasses.fake_tensor import FakeTensorMode
-
-    try:
-        with FakeTensorMode():
-            fake = task.make_inputs(w, 0, device)
-    except Exception:
-        return task.make_inputs(w, 0, device)  # drawn in a way fake tensors cannot follow
-    inputs: dict[str, Any] = {}
-    for name, value in fake.items():
-        if isinstance(value, torch.Tensor):
-            make = torch.empty if value.is_floating_point() else torch.zeros
-            value = make(value.shape, dtype=value.dtype, device=device)
-        inputs[name] = value
-    return inputs
 
 
 class Guard:

@@ -169,8 +169,8 @@ def test_untimed_workloads_say_why_timing_stopped():
 def test_compile_workers_get_inputs_shaped_like_the_real_ones_but_not_drawn(task_name):
     """A compile worker runs beside the timing worker, so it must not draw gigabytes of
     random inputs on the device: same names, shapes and dtypes, integer tensors zero."""
+    from ksearch.checking import shaped_inputs
     from ksearch.task import load_task
-    from ksearch.worker import shaped_inputs
 
     task = load_task(task_name)
     w = task.suites["smoke"][0]
