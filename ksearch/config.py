@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Sequence
@@ -199,7 +200,7 @@ def _drop_mutable(plain: dict[str, Any]) -> None:
 def check_resume(stored: dict[str, Any], current: dict[str, Any]) -> None:
     """Refuse to continue a run whose stored config differs from the current one (settings
     that may change are left out of both, so runs stored before one became mutable match)."""
-    stored = json.loads(json.dumps(stored))
+    stored = copy.deepcopy(stored)
     _drop_mutable(stored)
     if stored == current:
         return

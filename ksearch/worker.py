@@ -418,12 +418,12 @@ class Worker:
 
         kw = {"warmup": timing["warmup"], "reps": reps, "flush": self.flush}
         graph = capture(module.run, inputs)
-        tb = self.baseline_time(task, w, seed, "cuda_graph", kw) if graph is not None else None
+        tb = self.baseline_time(w, timed, "cuda_graph", kw) if graph is not None else None
         if graph is not None and tb is not None:
             method, call = "cuda_graph", replayer(graph)
         else:
             method = "cuda_events"
-            tb = self.baseline_time(task, w, seed, method, kw)
+            tb = self.baseline_time(w, timed, method, kw)
             call = lambda: module.run(**inputs)  # noqa: E731
         assert tb is not None
         eager = method != "cuda_graph"
@@ -451,13 +451,12 @@ class Worker:
             row.update(status="rejected", reason=f"{t:.2f} µs is impossible: floor {floor:.2f} µs")
 
     def baseline_time(
-        self, task: Task, w: Workload, seed: int, method: str, kw: dict[str, Any]
+        self, w: Workload, inputs: dict[str, Any], method: str, kw: dict[str, Any]
     ) -> float | None:
-        """The baseline's time on `w` by `method`, measured once per worker; None where the
-        baseline cannot be captured in a CUDA graph."""
+        """The baseline's time on `w` by `method` with the candidate's timed `inputs`,
+        measured once per worker; None where the baseline cannot be captured in a graph."""
         key = (w.name, method)
         if key not in self.baseline_times:
-            inputs = task.make_inputs(w, seed, "cuda")
             if method == "cuda_graph":
                 captured = capture(self.baseline.run, inputs)
                 if captured is None:
