@@ -80,22 +80,24 @@ def _route(
     E_POW2: tl.constexpr,
     TILEMAP: tl.constexpr,
     CHUNK: tl.constexpr,
+    CHUNK_P: tl.constexpr,
 ):
-    # all routing metadata in one program: padding, counts, tables, the sorted order
+    # all routing metadata in one program: padding, counts, tables, the sorted order (CHUNK
+    # row blocks at a time for the tables, CHUNK_P pairs at a time for the rest)
     if not TILEMAP:
-        for r0 in range(0, MAX_BLOCKS * BLOCK_M, CHUNK):
-            rows = r0 + tl.arange(0, CHUNK)
+        for r0 in range(0, MAX_BLOCKS * BLOCK_M, CHUNK_P):
+            rows = r0 + tl.arange(0, CHUNK_P)
             tl.store(order_ptr + rows, P, mask=rows < MAX_BLOCKS * BLOCK_M)
     counts = tl.zeros((E_POW2,), dtype=tl.int32)
-    for p0 in range(0, P, CHUNK):
-        offs = p0 + tl.arange(0, CHUNK)
+    for p0 in range(0, P, CHUNK_P):
+        offs = p0 + tl.arange(0, CHUNK_P)
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
         counts += tl.histogram(e, E_POW2, mask=offs < P)
     _route_tables(
         counts, scratch_ptr, tiles_ptr, nblk_ptr, E, MAX_BLOCKS, BLOCK_M, E_POW2, TILEMAP, CHUNK
     )
-    for p0 in range(0, P, CHUNK):
-        offs = p0 + tl.arange(0, CHUNK)
+    for p0 in range(0, P, CHUNK_P):
+        offs = p0 + tl.arange(0, CHUNK_P)
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
         slot = tl.atomic_add(scratch_ptr + e, 1, mask=offs < P, sem="relaxed")
         tl.store(order_ptr + slot, offs, mask=offs < P)
@@ -267,7 +269,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             if c["metadata"] == "triton":
                 _route[(1,)](
                     ids, order, tiles, nblk, scratch, pairs, experts, max_blocks,
-                    CHUNK=256, **shape, num_warps=4,
+                    CHUNK=256, CHUNK_P=1024, **shape, num_warps=4,
                 )  # fmt: skip
             else:
                 counts = torch.zeros(e_pow2, dtype=torch.int32, device=x.device)

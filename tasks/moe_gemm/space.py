@@ -103,20 +103,22 @@ SPACE_PARAMS = (
 #: and side-by-side experiments over the default suite). Decode steps: one program per
 #: pair on tensor cores (pipelined weight loads), two warps, 256-deep K steps, float32
 #: atomics over two K slices finished inside the kernels (two launches in all); few rows
-#: per expert: sorted 16-row blocks; more: 64-row blocks, deeper K steps; many: 128x128
-#: tiles with TMA weights, row blocks through a tile map, a Triton gather-sum; the routing
-#: metadata by one Triton program while the pairs are few, by three kernels after.
+#: per expert: sorted 16-row blocks; more: 32-row, then 64-row blocks, deeper K steps;
+#: many: 128-row blocks through a tile map, 128x128 gate/up and 128x256 down tiles with TMA
+#: weights; the k rows of a token summed by a Triton gather-sum unless decoding; the
+#: routing metadata by one Triton program while the pairs are few, by three kernels after.
 START: dict[str, dict[str, Value]] = {
     "tiny": {"dispatch": "pair", "pair_mma": True, "combine": "atomic", "SPLIT_K": 2,
              "atomic_finish": "kernels", "BLOCK_N1": 32, "BLOCK_K1": 256, "num_warps1": 2,
              "BLOCK_N2": 32, "BLOCK_K2": 256, "num_warps2": 2, "num_stages2": 2},
-    "small": {"metadata": "triton", "BLOCK_M": 16, "BLOCK_N1": 64, "BLOCK_K1": 128,
-              "BLOCK_N2": 64, "BLOCK_K2": 128, "GROUP_M": 1},
-    "medium": {"metadata": "triton", "BLOCK_K1": 128, "BLOCK_K2": 128},
+    "small": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 16, "BLOCK_N1": 64,
+              "BLOCK_K1": 128, "BLOCK_N2": 64, "BLOCK_K2": 128, "GROUP_M": 1},
+    "medium": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 32, "BLOCK_K1": 128,
+               "BLOCK_K2": 128},
     "large": {"metadata": "parallel", "combine": "reduce", "BLOCK_K1": 128, "num_stages2": 3},
     "huge": {"dispatch": "tilemap", "metadata": "parallel", "combine": "reduce",
              "BLOCK_M": 128, "BLOCK_N1": 128, "num_warps1": 8, "weights": "descriptors",
-             "BLOCK_N2": 128, "num_warps2": 8, "num_stages2": 3},
+             "BLOCK_N2": 256, "num_warps2": 8, "num_stages2": 4},
 }  # fmt: skip
 
 SPACE = DesignSpace(
