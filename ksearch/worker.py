@@ -403,7 +403,9 @@ class Worker:
         sums = {i: checksum(f) for i, f in fresh.items()}
         # the timed inputs come back after each recheck, so every other call (and the
         # baseline, and the floor) sees the same values
-        timed = task.make_inputs(w, seed, "cuda") if fresh else inputs
+        timed = (
+            {**inputs, **{k: v.clone() for k, v in tensors(inputs).items()}} if fresh else inputs
+        )
         kept: dict[int, Any] = {}
 
         def before(i: int) -> None:
