@@ -15,7 +15,13 @@ from triton.compiler import ASTSource
 from tasks.moe_gemm import TASK
 
 #: element types of the kernels' pointer arguments (others are int32 tables)
-POINTERS = {"x_ptr": "*bf16", "w_ptr": "*bf16", "h_ptr": "*bf16", "weight_ptr": "*fp32"}
+POINTERS = {
+    "x_ptr": "*bf16",
+    "w_ptr": "*bf16",
+    "w2_ptr": "*bf16",
+    "h_ptr": "*bf16",
+    "weight_ptr": "*fp32",
+}
 
 
 def compile_sm90(fn, constexprs, desc=None, **options):
@@ -41,7 +47,13 @@ def compile_sm90(fn, constexprs, desc=None, **options):
     source = ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=aligned)
     compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options=options)
     ptx = compiled.asm["ptx"]
-    markers = ("cp.async.bulk.tensor", "cp.async", "wgmma.mma_async", "mma.sync")
+    markers = (
+        "cp.async.bulk.tensor",
+        "cp.async",
+        "wgmma.mma_async",
+        "mma.sync",
+        "prefetch.global.L2",
+    )
     return {"shared": compiled.metadata.shared, **{m: m in ptx for m in markers}}
 
 
@@ -53,7 +65,7 @@ def main() -> None:
     spec = importlib.util.spec_from_file_location("candidate", path)
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
-    pair = dict(FUSED=True, DESC=False, ZERO=False)
+    pair = dict(FUSED=True, DESC=False, ZERO=False, PREFETCH=False)
     out = {
         "tiny": compile_sm90(
             m._pair_gemm1,
@@ -63,6 +75,7 @@ def main() -> None:
                 BLOCK_K=tiny["BLOCK_K1"],
                 MMA=tiny["pair_mma"],
                 STAGES=tiny["num_stages1"],
+                PREFETCH=tiny["PREFETCH2"] > 0,
             ),
             num_warps=tiny["num_warps1"],
             num_stages=tiny["num_stages1"],
@@ -85,6 +98,7 @@ def main() -> None:
                 SWAP=False,
                 DESC=True,
                 ZERO=False,
+                TAIL_M=huge["TAIL_M"],
             ),
             desc=f"tensordesc<bf16[{huge['BLOCK_N1']}, {huge['BLOCK_K1']}]>",
             num_warps=huge["num_warps1"],

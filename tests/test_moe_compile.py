@@ -34,6 +34,7 @@ def test_the_decode_matrix_vector_products_are_pipelined_on_tensor_cores(compile
     assert tiny["pair_mma"] and tiny["dispatch"] == "pair"
     k = compiled["tiny"]
     assert k["cp.async"] and k["mma.sync"]
+    assert k["prefetch.global.L2"] == (tiny["PREFETCH2"] > 0)  # the down weights' L2 prefetch
     per_stage = (16 + 2 * tiny["BLOCK_N1"]) * tiny["BLOCK_K1"] * 2  # vector, gate, up tiles
     assert k["shared"] >= (tiny["num_stages1"] - 1) * per_stage
 
@@ -47,6 +48,6 @@ def test_cuda_core_matrix_vector_loops_are_pipelined_too(compiled):
 def test_the_prefill_gemm_streams_weights_by_tma_into_wgmma(compiled):
     huge = TASK.space.root().table()["huge"]
     k = compiled["huge"]
-    assert k["cp.async.bulk.tensor"] and k["wgmma.mma_async"]
-    m, n, kk = huge["BLOCK_M"], huge["BLOCK_N1"], huge["BLOCK_K1"]
+    assert k["cp.async.bulk.tensor"] and k["wgmma.mma_async"] and not k["mma.sync"]
+    m, n, kk = huge["BLOCK_M"] + huge["TAIL_M"], huge["BLOCK_N1"], huge["BLOCK_K1"]
     assert k["shared"] >= huge["num_stages1"] * (m + 2 * n) * kk * 2

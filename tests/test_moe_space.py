@@ -16,8 +16,10 @@ ROOT = SPACE.root()
 DECISIONS = [p for p in SPACE.params if p.kind.value == "decision"]
 #: small tiles, so the interpreter runs few and cheap programs
 SMALL = dict(BLOCK_M=16, BLOCK_N1=32, BLOCK_K1=32, BLOCK_N2=32, BLOCK_K2=32, GROUP_M=4,
-             num_stages1=2, num_stages2=2, SPLIT_K=1)  # fmt: skip
+             num_stages1=2, num_stages2=2, SPLIT_K=1, TAIL_M=0)  # fmt: skip
 PAIR = dict(SMALL, BLOCK_N1=64, BLOCK_K1=64, BLOCK_N2=64, BLOCK_K2=64)
+#: 32-row blocks whose last block per expert takes up to 16 more rows
+TAIL = dict(SMALL, BLOCK_M=32, TAIL_M=16)
 
 
 def plan(regimes=SPACE.regimes, base=ROOT, **settings):
@@ -48,15 +50,18 @@ SAMPLE = {
         swap_ab=True,
         weights="descriptors",
     ),
-    "tilemap-atomic-finished-in-kernels-persistent": plan(
-        **dict(SMALL, SPLIT_K=2),
+    "tilemap-atomic-finished-in-kernels-persistent-tail": plan(
+        **dict(TAIL, SPLIT_K=2),
         dispatch="tilemap",
         combine="atomic",
         atomic_finish="kernels",
         schedule="persistent",
     ),
-    "tilemap-parallel-persistent": plan(
-        **SMALL, dispatch="tilemap", metadata="parallel", schedule="persistent", combine="rows"
+    "tilemap-parallel-persistent-tail": plan(
+        **TAIL, dispatch="tilemap", metadata="parallel", schedule="persistent", combine="rows"
+    ),
+    "tilemap-torch-tail-tma": plan(
+        **TAIL, dispatch="tilemap", metadata="torch", combine="reduce", weights="descriptors"
     ),
     "pair-fused-tma": plan(**PAIR, dispatch="pair", combine="fused", weights="descriptors"),
     "pair-separate-atomic-splitk": plan(
@@ -96,6 +101,17 @@ def test_the_sample_represents_every_structural_decision():
     assert {"tiny", "small", "medium"} <= smoke_regimes
 
 
+def test_the_smoke_suite_routes_tails_for_the_last_blocks_to_absorb():
+    # experts whose last 32-row block takes a remainder of 1-16 rows, and experts with a
+    # block before it that must not take those rows
+    counts = []
+    for w in suites.SMOKE:
+        ids = TASK.make_inputs(w, seed=4, device="cpu")["topk_ids"]
+        counts += ids.flatten().bincount().tolist()
+    assert any(32 < c <= 48 for c in counts)
+    assert any(c > 48 + 16 for c in counts) or any(48 < c <= 64 for c in counts)
+
+
 @pytest.mark.interpret
 @pytest.mark.parametrize("name", list(SAMPLE))
 def test_sampled_plans_pass_the_smoke_suite_under_the_interpreter(name):
@@ -121,6 +137,7 @@ def test_sampled_plans_pass_the_smoke_suite_under_the_interpreter(name):
             "registers per thread",
         ),
         (dict(dispatch="pair", BLOCK_N1=256, BLOCK_K1=256, num_warps1=2), "values per thread"),
+        (dict(dispatch="tilemap", BLOCK_M=32, TAIL_M=32), "TAIL_M=32 needs BLOCK_M above it"),
     ],
 )
 def test_plans_that_cannot_work_are_refused_with_a_reason(settings, reason):

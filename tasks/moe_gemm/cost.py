@@ -135,15 +135,19 @@ def estimate(plan: Plan | None, w: Workload) -> float:
         else:
             spill1 = 1.5 if (2 if fused else 1) * n1 * k1 / (w1 * 32) > 128 else 1.0
             math_rate = FMA_FLOPS / peak
-        total += spill1 * gemm(p, 2 * i, h, touched * w1_bytes * dup, p * width * b,
+        # down weights prefetched into L2 during the gate/up GEMM move between the two
+        early = min(int(s["PREFETCH2"]) * 2**20, touched * w2_bytes * dup)
+        total += spill1 * gemm(p, 2 * i, h, touched * w1_bytes * dup + early, p * width * b,
                                p * -(-width // n1), n1, k1, w1, s1, math_rate)  # fmt: skip
         rows = t if s["combine"] == "fused" else p
-        total += gemm(p, h, i, touched * w2_bytes * dup, p * i * b,
+        total += gemm(p, h, i, touched * w2_bytes * dup - early, p * i * b,
                       rows * -(-h // n2) * split, n2, k2, w2, s2, math_rate)  # fmt: skip
     else:
         m = int(s["BLOCK_M"])
-        blocks_e = -(-(p / touched) // m)
-        rows = touched * blocks_e * m
+        # an expert's last block absorbs up to TAIL_M more rows (a tile map, unswapped)
+        tail = int(s["TAIL_M"]) if s["dispatch"] == "tilemap" and not s["swap_ab"] else 0
+        blocks_e = max(1.0, -(-(p / touched - tail) // m))
+        rows = touched * (blocks_e * m + tail / 2)
         reread = 1.0 + (blocks_e - 1.0) * (0.05 if int(s["GROUP_M"]) >= blocks_e else 0.25)
         swap = bool(s["swap_ab"])
         gain = 1.05 if s["weights"] == "descriptors" else 1.0

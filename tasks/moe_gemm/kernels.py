@@ -78,6 +78,19 @@ def _block_rows(pid_m, order_ptr, tiles_ptr, P, BLOCK_M: tl.constexpr, TILEMAP: 
 
 
 @triton.jit
+def _tail_rows(pid_m, order_ptr, tiles_ptr, BLOCK_M: tl.constexpr, TAIL_M: tl.constexpr):
+    # the up to TAIL_M pairs after row block pid_m of a tile map, real only when they end
+    # its expert's run (the expert's last block absorbs a remainder of at most TAIL_M)
+    start = tl.load(tiles_ptr + 3 * pid_m) + BLOCK_M
+    end = tl.load(tiles_ptr + 3 * pid_m + 1)
+    rows = start + tl.arange(0, TAIL_M)
+    has_tail = (end > start) & (end - start <= TAIL_M)
+    valid = (rows < end) & has_tail
+    pair = tl.load(order_ptr + rows, mask=valid, other=0)
+    return pair, valid, has_tail
+
+
+@triton.jit
 def _store(ptr, rows, cols, val, mask_r, mask_c, stride, SWAP: tl.constexpr, ATOMIC: tl.constexpr):
     # val is [rows, cols], or [cols, rows] when swapped
     if SWAP:
@@ -104,6 +117,20 @@ def _zero_share(ptr, n, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _prefetch_l2(ptrs, mask):
+    # ask L2 to fetch the 128-byte lines at ptrs and keep them (evict last); nothing waits
+    tl.inline_asm_elementwise(
+        "{ .reg .pred p; setp.ne.b32 p, $2, 0; @p prefetch.global.L2::evict_last [$1]; "
+        "mov.u32 $0, 0; }",
+        "=r,l,r",
+        [ptrs, mask.to(tl.int32)],
+        dtype=tl.int32,
+        is_pure=False,
+        pack=1,
+    )
+
+
+@triton.jit
 def _finish(sum_ptr, out_ptr, cnt_ptr, rows, tile_n, cols, mask_r, mask_c, H, n_tiles, expected,
             SWAP: tl.constexpr):  # fmt: skip
     # count this program's adds into each (token, column tile); the program that adds last
@@ -120,6 +147,63 @@ def _finish(sum_ptr, out_ptr, cnt_ptr, rows, tile_n, cols, mask_r, mask_c, H, n_
         m = done[:, None] & mask_c[None, :]
     total = tl.load(sum_ptr + offs, mask=m, other=0.0, cache_modifier=".cg")
     tl.store(out_ptr + offs, total.to(out_ptr.dtype.element_ty), mask=m)
+
+
+@triton.jit
+def _gate_up_loop(x_ptr, w_ptr, w_desc, base, pid_n, n_out, H, I, BLOCK_N: tl.constexpr,
+                  BLOCK_K: tl.constexpr, FUSED: tl.constexpr, SWAP: tl.constexpr,
+                  DESC: tl.constexpr, token, valid, acc_g, acc_u, token_t, valid_t, acc_gt,
+                  acc_ut, TAIL: tl.constexpr):  # fmt: skip
+    # _gemm1's K loop over one block's rows, and with TAIL over its tail's rows as well
+    for k0 in range(0, H, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        a = tl.load(
+            x_ptr + token[:, None] * H + ks[None, :],
+            mask=valid[:, None] & (ks < H)[None, :],
+            other=0.0,
+        )
+        if TAIL:
+            a_t = tl.load(
+                x_ptr + token_t[:, None] * H + ks[None, :],
+                mask=valid_t[:, None] & (ks < H)[None, :],
+                other=0.0,
+            )
+        row0 = base + pid_n * BLOCK_N
+        w = _w_tile(w_ptr, w_desc, row0, base + n_out, k0, H, BLOCK_N, BLOCK_K, DESC)
+        acc_g = _mma(a, w, acc_g, SWAP)
+        if TAIL:
+            acc_gt = _mma(a_t, w, acc_gt, True)
+        if FUSED:
+            w = _w_tile(w_ptr, w_desc, row0 + I, base + 2 * I, k0, H, BLOCK_N, BLOCK_K, DESC)
+            acc_u = _mma(a, w, acc_u, SWAP)
+            if TAIL:
+                acc_ut = _mma(a_t, w, acc_ut, True)
+    return acc_g, acc_u, acc_gt, acc_ut
+
+
+@triton.jit
+def _down_loop(h_ptr, w_ptr, w_desc, expert, pid_n, k_lo, k_hi, H, I, BLOCK_N: tl.constexpr,
+               BLOCK_K: tl.constexpr, SWAP: tl.constexpr, DESC: tl.constexpr, pair, valid, acc,
+               pair_t, valid_t, acc_t, TAIL: tl.constexpr):  # fmt: skip
+    # _gemm2's K loop over one block's rows (and with TAIL its tail's) in [k_lo, k_hi)
+    for k0 in range(k_lo, k_hi, BLOCK_K):
+        ks = k0 + tl.arange(0, BLOCK_K)
+        a = tl.load(
+            h_ptr + pair[:, None].to(tl.int64) * I + ks[None, :],
+            mask=valid[:, None] & (ks < k_hi)[None, :],
+            other=0.0,
+        )
+        row0 = expert * H + pid_n * BLOCK_N
+        w = _w_tile(w_ptr, w_desc, row0, expert * H + H, k0, I, BLOCK_N, BLOCK_K, DESC)
+        acc = _mma(a, w, acc, SWAP)
+        if TAIL:
+            a_t = tl.load(
+                h_ptr + pair_t[:, None].to(tl.int64) * I + ks[None, :],
+                mask=valid_t[:, None] & (ks < k_hi)[None, :],
+                other=0.0,
+            )
+            acc_t = _mma(a_t, w, acc_t, True)
+    return acc, acc_t
 
 
 @triton.jit
@@ -146,10 +230,13 @@ def _gemm1(
     SWAP: tl.constexpr,
     DESC: tl.constexpr,
     ZERO: tl.constexpr,
+    TAIL_M: tl.constexpr,
 ):
     # gate and up projections of sorted pairs; SiLU·mul in the epilogue when FUSED, else
     # the raw [P, 2I] product for a separate activation pass; first, with ZERO, this
-    # program's share of zeroing zero_ptr[:zero_n]
+    # program's share of zeroing zero_ptr[:zero_n]. With TAIL_M (a tile map, unswapped),
+    # the up to TAIL_M pairs that end an expert's run after its last full block share that
+    # block's weight tiles: a second, swapped MMA, instead of a block of their own
     if ZERO:
         _zero_share(zero_ptr, zero_n, 1024)
     n_out = I if FUSED else 2 * I
@@ -166,33 +253,32 @@ def _gemm1(
         else:
             acc_g = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
         acc_u = tl.zeros_like(acc_g)
-        for k0 in range(0, H, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            a = tl.load(
-                x_ptr + token[:, None] * H + ks[None, :],
-                mask=valid[:, None] & (ks < H)[None, :],
-                other=0.0,
-            )
-            w = _w_tile(
-                w_ptr, w_desc, base + pid_n * BLOCK_N, base + n_out, k0, H, BLOCK_N, BLOCK_K, DESC
-            )
-            acc_g = _mma(a, w, acc_g, SWAP)
-            if FUSED:
-                w = _w_tile(
-                    w_ptr,
-                    w_desc,
-                    base + I + pid_n * BLOCK_N,
-                    base + 2 * I,
-                    k0,
-                    H,
-                    BLOCK_N,
-                    BLOCK_K,
-                    DESC,
-                )
-                acc_u = _mma(a, w, acc_u, SWAP)
+        if TAIL_M > 0:
+            pair_t, valid_t, has_tail = _tail_rows(pid_m, order_ptr, tiles_ptr, BLOCK_M, TAIL_M)
+            token_t = (pair_t // TOP_K).to(tl.int64)
+            acc_gt = tl.zeros((BLOCK_N, TAIL_M), dtype=tl.float32)
+            acc_ut = tl.zeros_like(acc_gt)
+            if has_tail:  # the tail's MMAs only in the blocks that have one
+                acc_g, acc_u, acc_gt, acc_ut = _gate_up_loop(
+                    x_ptr, w_ptr, w_desc, base, pid_n, n_out, H, I, BLOCK_N, BLOCK_K, FUSED,
+                    SWAP, DESC, token, valid, acc_g, acc_u, token_t, valid_t, acc_gt, acc_ut,
+                    True)  # fmt: skip
+            else:
+                acc_g, acc_u, acc_gt, acc_ut = _gate_up_loop(
+                    x_ptr, w_ptr, w_desc, base, pid_n, n_out, H, I, BLOCK_N, BLOCK_K, FUSED,
+                    SWAP, DESC, token, valid, acc_g, acc_u, token_t, valid_t, acc_gt, acc_ut,
+                    False)  # fmt: skip
+        else:
+            acc_g, acc_u, _, _ = _gate_up_loop(
+                x_ptr, w_ptr, w_desc, base, pid_n, n_out, H, I, BLOCK_N, BLOCK_K, FUSED, SWAP,
+                DESC, token, valid, acc_g, acc_u, token, valid, acc_g, acc_u, False)  # fmt: skip
         if FUSED:
             acc_g = _swiglu(acc_g, acc_u)
         _store(h_ptr, pair, cols, acc_g, valid, cols < n_out, n_out, SWAP, False)
+        if TAIL_M > 0:
+            if FUSED:
+                acc_gt = _swiglu(acc_gt, acc_ut)
+            _store(h_ptr, pair_t, cols, acc_gt, valid_t, cols < n_out, n_out, True, False)
 
 
 @triton.jit
@@ -221,10 +307,12 @@ def _gemm2(
     COMBINE: tl.constexpr,
     SPLIT_K: tl.constexpr,
     FINISH: tl.constexpr,
+    TAIL_M: tl.constexpr,
 ):
     # down projection of sorted pairs: weighted rows per pair (COMBINE 0), unweighted rows
     # (1), or weighted atomic sums into a float32 row per token (2), over SPLIT_K K-slices;
-    # with FINISH the last program to add into a tile of sums writes it to out_ptr
+    # with FINISH the last program to add into a tile of sums writes it to out_ptr (TAIL_M
+    # as in _gemm1)
     n_tiles = tl.cdiv(H, BLOCK_N)
     n_blocks = tl.load(nblk_ptr)
     k_span = tl.cdiv(tl.cdiv(I, BLOCK_K), SPLIT_K) * BLOCK_K
@@ -239,39 +327,47 @@ def _gemm2(
             acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
         else:
             acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-        for k0 in range(k_lo, k_hi, BLOCK_K):
-            ks = k0 + tl.arange(0, BLOCK_K)
-            a = tl.load(
-                h_ptr + pair[:, None].to(tl.int64) * I + ks[None, :],
-                mask=valid[:, None] & (ks < k_hi)[None, :],
-                other=0.0,
-            )
-            w = _w_tile(
-                w_ptr,
-                w_desc,
-                expert * H + pid_n * BLOCK_N,
-                expert * H + H,
-                k0,
-                I,
-                BLOCK_N,
-                BLOCK_K,
-                DESC,
-            )
-            acc = _mma(a, w, acc, SWAP)
-        if COMBINE != 1:
-            scale = tl.load(weight_ptr + pair, mask=valid, other=0.0)
-            if SWAP:
-                acc = acc * scale[None, :]
+        if TAIL_M > 0:
+            pair_t, valid_t, has_tail = _tail_rows(pid_m, order_ptr, tiles_ptr, BLOCK_M, TAIL_M)
+            acc_t = tl.zeros((BLOCK_N, TAIL_M), dtype=tl.float32)
+            if has_tail:  # (as in _gemm1)
+                acc, acc_t = _down_loop(
+                    h_ptr, w_ptr, w_desc, expert, pid_n, k_lo, k_hi, H, I, BLOCK_N, BLOCK_K,
+                    SWAP, DESC, pair, valid, acc, pair_t, valid_t, acc_t, True)  # fmt: skip
             else:
-                acc = acc * scale[:, None]
-        if COMBINE == 2:
-            token = pair // TOP_K
-            _store(y_ptr, token, cols, acc, valid, cols < H, H, SWAP, True)
-            if FINISH:
-                _finish(y_ptr, out_ptr, cnt_ptr, token, pid_n, cols, valid, cols < H, H,
-                        n_tiles, TOP_K * SPLIT_K, SWAP)  # fmt: skip
+                acc, acc_t = _down_loop(
+                    h_ptr, w_ptr, w_desc, expert, pid_n, k_lo, k_hi, H, I, BLOCK_N, BLOCK_K,
+                    SWAP, DESC, pair, valid, acc, pair_t, valid_t, acc_t, False)  # fmt: skip
         else:
-            _store(y_ptr, pair, cols, acc, valid, cols < H, H, SWAP, False)
+            acc, _ = _down_loop(
+                h_ptr, w_ptr, w_desc, expert, pid_n, k_lo, k_hi, H, I, BLOCK_N, BLOCK_K, SWAP,
+                DESC, pair, valid, acc, pair, valid, acc, False)  # fmt: skip
+        _epilogue2(acc, pair, valid, cols, y_ptr, weight_ptr, out_ptr, cnt_ptr, pid_n, H, n_tiles,
+                   TOP_K, SPLIT_K, COMBINE, FINISH, SWAP)  # fmt: skip
+        if TAIL_M > 0:
+            _epilogue2(acc_t, pair_t, valid_t, cols, y_ptr, weight_ptr, out_ptr, cnt_ptr, pid_n,
+                       H, n_tiles, TOP_K, SPLIT_K, COMBINE, FINISH, True)  # fmt: skip
+
+
+@triton.jit
+def _epilogue2(acc, pair, valid, cols, y_ptr, weight_ptr, out_ptr, cnt_ptr, pid_n, H, n_tiles,
+               TOP_K, SPLIT_K: tl.constexpr, COMBINE: tl.constexpr, FINISH: tl.constexpr,
+               SWAP: tl.constexpr):  # fmt: skip
+    # a down tile's rows out: weighted (COMBINE != 1), as rows per pair or atomic sums
+    if COMBINE != 1:
+        scale = tl.load(weight_ptr + pair, mask=valid, other=0.0)
+        if SWAP:
+            acc = acc * scale[None, :]
+        else:
+            acc = acc * scale[:, None]
+    if COMBINE == 2:
+        token = pair // TOP_K
+        _store(y_ptr, token, cols, acc, valid, cols < H, H, SWAP, True)
+        if FINISH:
+            _finish(y_ptr, out_ptr, cnt_ptr, token, pid_n, cols, valid, cols < H, H, n_tiles,
+                    TOP_K * SPLIT_K, SWAP)  # fmt: skip
+    else:
+        _store(y_ptr, pair, cols, acc, valid, cols < H, H, SWAP, False)
 
 
 @triton.jit

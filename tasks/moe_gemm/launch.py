@@ -35,11 +35,16 @@ def _route_tables(
     E_POW2: tl.constexpr,
     TILEMAP: tl.constexpr,
     CHUNK: tl.constexpr,
+    TAIL_M: tl.constexpr,
 ):
     # from the pairs per expert: each expert's first slot (the scatter's cursor), the row
-    # blocks' experts (or tile map) and the number of row blocks
+    # blocks' experts (or tile map) and the number of row blocks; with TAIL_M an expert's
+    # last block also holds a remainder of up to TAIL_M pairs
     bins = tl.arange(0, E_POW2)
-    blocks = (counts + BLOCK_M - 1) // BLOCK_M
+    if TAIL_M > 0:
+        blocks = tl.where(counts > 0, tl.maximum((counts - TAIL_M + BLOCK_M - 1) // BLOCK_M, 1), 0)
+    else:
+        blocks = (counts + BLOCK_M - 1) // BLOCK_M
     block_end = tl.cumsum(blocks, 0)
     if TILEMAP:
         start = tl.cumsum(counts, 0) - counts
@@ -81,6 +86,7 @@ def _route(
     TILEMAP: tl.constexpr,
     CHUNK: tl.constexpr,
     CHUNK_P: tl.constexpr,
+    TAIL_M: tl.constexpr,
 ):
     # all routing metadata in one program: padding, counts, tables, the sorted order (CHUNK
     # row blocks at a time for the tables, CHUNK_P pairs at a time for the rest)
@@ -94,7 +100,17 @@ def _route(
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
         counts += tl.histogram(e, E_POW2, mask=offs < P)
     _route_tables(
-        counts, scratch_ptr, tiles_ptr, nblk_ptr, E, MAX_BLOCKS, BLOCK_M, E_POW2, TILEMAP, CHUNK
+        counts,
+        scratch_ptr,
+        tiles_ptr,
+        nblk_ptr,
+        E,
+        MAX_BLOCKS,
+        BLOCK_M,
+        E_POW2,
+        TILEMAP,
+        CHUNK,
+        TAIL_M,
     )
     for p0 in range(0, P, CHUNK_P):
         offs = p0 + tl.arange(0, CHUNK_P)
@@ -127,11 +143,22 @@ def _route_plan(
     E_POW2: tl.constexpr,
     TILEMAP: tl.constexpr,
     CHUNK: tl.constexpr,
+    TAIL_M: tl.constexpr,
 ):
     # step 2 of 3: the tables, in one program
     counts = tl.load(counts_ptr + tl.arange(0, E_POW2))
     _route_tables(
-        counts, scratch_ptr, tiles_ptr, nblk_ptr, E, MAX_BLOCKS, BLOCK_M, E_POW2, TILEMAP, CHUNK
+        counts,
+        scratch_ptr,
+        tiles_ptr,
+        nblk_ptr,
+        E,
+        MAX_BLOCKS,
+        BLOCK_M,
+        E_POW2,
+        TILEMAP,
+        CHUNK,
+        TAIL_M,
     )
 
 
@@ -144,14 +171,17 @@ def _route_scatter(ids_ptr, order_ptr, scratch_ptr, P, CHUNK: tl.constexpr):
     tl.store(order_ptr + slot, offs, mask=offs < P)
 
 
-def _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap):
+def _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap, tail_m):
     """The same metadata as `_route`, by torch ops (no host synchronization)."""
     flat = ids.long()
     dev = flat.device
     order = torch.argsort(flat, stable=True)
     counts = torch.zeros(experts, dtype=torch.long, device=dev)
     counts.scatter_add_(0, flat, torch.ones_like(flat))
-    blocks = (counts + block_m - 1) // block_m
+    if tail_m:
+        blocks = ((counts - tail_m + block_m - 1) // block_m).clamp_(min=1) * (counts > 0)
+    else:
+        blocks = (counts + block_m - 1) // block_m
     block_end = torch.cumsum(blocks, 0)
     b = torch.arange(max_blocks, device=dev)
     expert = torch.searchsorted(block_end, b, right=True).clamp_(max=experts - 1)
@@ -232,6 +262,11 @@ def run(x, topk_ids, topk_weights, w1, w2):
         y = torch.empty(pairs, hidden, dtype=x.dtype, device=x.device)
     if c["dispatch"] == "pair":
         grid = (pairs * triton.cdiv(width, c["BLOCK_N1"]),)
+        # 128-byte lines of each pair's down weights to prefetch into L2 (not interpreted)
+        lines2 = 0
+        if x.is_cuda:
+            per_pair = min(c["PREFETCH2"] * 2**20 // pairs, w2[0].numel() * w2.element_size())
+            lines2 = per_pair // 128
         _pair_gemm1[grid](
             x,
             ids,
@@ -240,6 +275,8 @@ def run(x, topk_ids, topk_weights, w1, w2):
             h,
             y,
             zero_n,
+            w2,
+            lines2,
             hidden,
             inter,
             top_k,
@@ -250,11 +287,13 @@ def run(x, topk_ids, topk_weights, w1, w2):
             MMA=bool(c["pair_mma"]),
             ZERO=finish,
             STAGES=c["num_stages1"],
+            PREFETCH=lines2 > 0,
             **_opts(c, 1),
         )
     else:
         tilemap = c["dispatch"] == "tilemap"
         block_m = c["BLOCK_M"]
+        tail_m = c["TAIL_M"] if tilemap and not c["swap_ab"] else 0
         max_blocks = min(triton.cdiv(pairs, block_m) + experts, pairs)
         if c["metadata"] in ("triton", "parallel"):
             e_pow2 = triton.next_power_of_2(experts)
@@ -265,7 +304,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             )
             nblk = torch.empty(1, dtype=torch.int32, device=x.device)
             scratch = torch.empty(4 * e_pow2, dtype=torch.int32, device=x.device)
-            shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap)
+            shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap, TAIL_M=tail_m)
             if c["metadata"] == "triton":
                 _route[(1,)](
                     ids, order, tiles, nblk, scratch, pairs, experts, max_blocks,
@@ -281,7 +320,9 @@ def run(x, topk_ids, topk_weights, w1, w2):
                 grid = (triton.cdiv(pairs, 1024),)
                 _route_scatter[grid](ids, order, scratch, pairs, CHUNK=1024)
         else:
-            order, tiles, nblk = _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap)
+            order, tiles, nblk = _route_torch(
+                ids, pairs, experts, block_m, max_blocks, tilemap, tail_m
+            )
         common = dict(
             BLOCK_M=block_m,
             GROUP_M=c["GROUP_M"],
@@ -308,6 +349,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             BLOCK_K=c["BLOCK_K1"],
             FUSED=fused,
             ZERO=finish,
+            TAIL_M=tail_m,
             **common,
             **_opts(c, 1),
         )
@@ -363,6 +405,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             COMBINE=combine,
             SPLIT_K=c["SPLIT_K"],
             FINISH=finish,
+            TAIL_M=tail_m,
             **common,
             **_opts(c, 2),
         )

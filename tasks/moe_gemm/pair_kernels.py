@@ -7,7 +7,7 @@ software-pipelined.
 import triton
 import triton.language as tl
 
-from tasks.moe_gemm.kernels import _finish, _swiglu, _w_tile, _zero_share
+from tasks.moe_gemm.kernels import _finish, _prefetch_l2, _swiglu, _w_tile, _zero_share
 
 
 @triton.jit
@@ -45,6 +45,8 @@ def _pair_gemm1(
     h_ptr,
     zero_ptr,
     zero_n,
+    w2_ptr,
+    lines2,
     H,
     I,
     TOP_K,
@@ -55,15 +57,27 @@ def _pair_gemm1(
     MMA: tl.constexpr,
     ZERO: tl.constexpr,
     STAGES: tl.constexpr,
+    PREFETCH: tl.constexpr,
 ):
     # one program per (pair, column tile): a matrix-vector product without sorting (ZERO
-    # as in _gemm1)
+    # as in _gemm1). With PREFETCH, the pair's programs first ask L2 for the first lines2
+    # 128-byte lines of its expert's down weights, so the down GEMM that follows finds
+    # them there and DRAM streams both GEMMs' weights during this one
     if ZERO:
         _zero_share(zero_ptr, zero_n, 1024)
     n_out = I if FUSED else 2 * I
     n_tiles = tl.cdiv(n_out, BLOCK_N)
     pair = (tl.program_id(0) // n_tiles).to(tl.int64)
     col0 = (tl.program_id(0) % n_tiles) * BLOCK_N
+    if PREFETCH:
+        per = tl.cdiv(lines2, n_tiles)
+        lo = (tl.program_id(0) % n_tiles) * per
+        line = 1024 // w2_ptr.dtype.element_ty.primitive_bitwidth
+        w2_expert = w2_ptr + tl.load(ids_ptr + pair).to(tl.int64) * H * I
+        for l0 in range(lo, lo + per, 512):
+            lines = l0 + tl.arange(0, 512)
+            in_share = (lines < lo + per) & (lines < lines2)
+            _prefetch_l2(w2_expert + lines.to(tl.int64) * line, in_share)
     cols = col0 + tl.arange(0, BLOCK_N)
     base = tl.load(ids_ptr + pair).to(tl.int64) * 2 * I
     if MMA:

@@ -97,28 +97,48 @@ SPACE_PARAMS = (
     Param("GROUP_M", (1, 4, 8, 16, 32), 8, KNOB, "row blocks sharing a weight column stripe"),
     Param("SPLIT_K", (1, 2, 4, 8), 1, KNOB, "slices of the down GEMM's reduction (atomic only)"),
     Param("PROGRAMS_PER_SM", (1, 2, 4), 1, KNOB, "occupancy of the persistent grid"),
+    Param(
+        "TAIL_M",
+        (0, 16, 32, 64),
+        0,
+        KNOB,
+        "tile map: pairs beyond BLOCK_M that an expert's last row block may hold, on the "
+        "same weight tiles through a second MMA with swapped operands (0: none)",
+    ),
+    Param(
+        "PREFETCH2",
+        (0, 4, 8, 16),
+        0,
+        KNOB,
+        "pair dispatch: MB of the routed experts' down weights that the gate/up programs "
+        "ask L2 to prefetch, shared evenly among the pairs",
+    ),
 )
 
 #: the starting plan: per regime, the best settings measured on an H100 (earlier searches
 #: and side-by-side experiments over the default suite). Decode steps: one program per
 #: pair on tensor cores (pipelined weight loads), two warps, 256-deep K steps, float32
-#: atomics over two K slices finished inside the kernels (two launches in all); few rows
-#: per expert: sorted 16-row blocks; more: 32-row, then 64-row blocks, deeper K steps;
-#: many: 128-row blocks through a tile map, 128x128 gate/up and 128x256 down tiles with TMA
-#: weights; the k rows of a token summed by a Triton gather-sum unless decoding; the
-#: routing metadata by one Triton program while the pairs are few, by three kernels after.
+#: atomics over two K slices finished inside the kernels (two launches in all), 8 MB of
+#: the down weights prefetched into L2 during the gate/up GEMM; few rows per expert:
+#: sorted 16-row blocks; more: 32-row, then 64-row blocks through a tile map whose last
+#: block per expert takes up to 16 more rows, deeper K steps; many: 128-row blocks taking
+#: up to 32 more, 128x128 gate/up and 128x256 down tiles with TMA weights; the k rows of a
+#: token summed by a Triton gather-sum unless decoding; the routing metadata by one Triton
+#: program while the pairs are few, by three kernels after.
 START: dict[str, dict[str, Value]] = {
     "tiny": {"dispatch": "pair", "pair_mma": True, "combine": "atomic", "SPLIT_K": 2,
              "atomic_finish": "kernels", "BLOCK_N1": 32, "BLOCK_K1": 256, "num_warps1": 2,
-             "BLOCK_N2": 32, "BLOCK_K2": 256, "num_warps2": 2, "num_stages2": 2},
+             "BLOCK_N2": 32, "BLOCK_K2": 256, "num_warps2": 2, "num_stages2": 2,
+             "PREFETCH2": 8},
     "small": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 16, "BLOCK_N1": 64,
               "BLOCK_K1": 128, "BLOCK_N2": 64, "BLOCK_K2": 128, "GROUP_M": 1},
     "medium": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 32, "BLOCK_K1": 128,
                "BLOCK_K2": 128},
-    "large": {"metadata": "parallel", "combine": "reduce", "BLOCK_K1": 128, "num_stages2": 3},
+    "large": {"dispatch": "tilemap", "metadata": "parallel", "combine": "reduce",
+              "BLOCK_K1": 128, "num_stages2": 3, "TAIL_M": 16},
     "huge": {"dispatch": "tilemap", "metadata": "parallel", "combine": "reduce",
              "BLOCK_M": 128, "BLOCK_N1": 128, "num_warps1": 8, "weights": "descriptors",
-             "BLOCK_N2": 256, "num_warps2": 8, "num_stages2": 4},
+             "BLOCK_N2": 256, "num_warps2": 8, "num_stages2": 4, "TAIL_M": 32},
 }  # fmt: skip
 
 SPACE = DesignSpace(
@@ -130,7 +150,7 @@ SPACE = DesignSpace(
 #: settings a pair-dispatch program never reads
 _SORTED_ONLY = ("metadata", "swap_ab", "schedule", "BLOCK_M", "GROUP_M", "PROGRAMS_PER_SM")
 #: settings only a pair-dispatch program reads
-_PAIR_ONLY = ("pair_mma",)
+_PAIR_ONLY = ("pair_mma", "PREFETCH2")
 
 
 def canonical(plan: Plan) -> Plan:
@@ -144,6 +164,8 @@ def canonical(plan: Plan) -> Plan:
             unused.append("PROGRAMS_PER_SM")
         if row["combine"] != "atomic":
             unused.append("atomic_finish")
+        if row["dispatch"] != "tilemap" or row["swap_ab"]:
+            unused.append("TAIL_M")
         for name in unused:
             row[name] = root.get(name, regime)
     return Plan.of(table)
@@ -155,6 +177,9 @@ def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
         return f"{regime}: combine=fused needs dispatch=pair"
     if int(s["SPLIT_K"]) > 1 and s["combine"] != "atomic":
         return f"{regime}: SPLIT_K={s['SPLIT_K']} needs combine=atomic to add the slices"
+    tail = s["dispatch"] == "tilemap" and not s["swap_ab"]
+    if tail and int(s["TAIL_M"]) >= int(s["BLOCK_M"]):
+        return f"{regime}: TAIL_M={s['TAIL_M']} needs BLOCK_M above it, not {s['BLOCK_M']}"
     fused = 2 if s["epilogue"] == "fused" else 1
     n1, k1, w1 = int(s["BLOCK_N1"]), int(s["BLOCK_K1"]), int(s["num_warps1"])
     n2, k2, w2 = int(s["BLOCK_N2"]), int(s["BLOCK_K2"]), int(s["num_warps2"])
@@ -167,6 +192,8 @@ def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
                 return f"{regime}: the {gemm} weight tile holds {values} values per thread"
         return None
     m = 16 if s["dispatch"] == "pair" else int(s["BLOCK_M"])
+    if tail:
+        m += int(s["TAIL_M"])  # the tail's rows ride along in every block
     for gemm, smem in (
         ("gate/up", int(s["num_stages1"]) * (m + fused * n1) * k1 * 2),
         ("down", int(s["num_stages2"]) * (m + n2) * k2 * 2),
