@@ -1,9 +1,10 @@
 """Triton kernels of rendered moe_gemm candidates (the first part of a candidate file).
 
 GEMMs over pairs sorted by expert in row blocks (`_gemm1` with SiLU·mul fused or not,
-`_gemm2` with per-pair rows or atomic sums per token, split-K, swapped operands), the
-separate activation pass, the weighted gather-sum of a token's k rows, and the helpers
-they share with the matrix-vector twins of pair_kernels.py.
+`_gemm2` with per-pair rows or atomic sums per token, split-K, swapped operands, an
+expert's remainder rows in its last block), the separate activation pass, the weighted
+gather-sum of a token's k rows, and the helpers they share with the matrix-vector twins of
+pair_kernels.py (an L2 prefetch among them).
 """
 
 import triton

@@ -99,19 +99,8 @@ def _route(
         offs = p0 + tl.arange(0, CHUNK_P)
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
         counts += tl.histogram(e, E_POW2, mask=offs < P)
-    _route_tables(
-        counts,
-        scratch_ptr,
-        tiles_ptr,
-        nblk_ptr,
-        E,
-        MAX_BLOCKS,
-        BLOCK_M,
-        E_POW2,
-        TILEMAP,
-        CHUNK,
-        TAIL_M,
-    )
+    _route_tables(counts, scratch_ptr, tiles_ptr, nblk_ptr, E, MAX_BLOCKS, BLOCK_M, E_POW2,
+                  TILEMAP, CHUNK, TAIL_M)  # fmt: skip
     for p0 in range(0, P, CHUNK_P):
         offs = p0 + tl.arange(0, CHUNK_P)
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
@@ -147,19 +136,8 @@ def _route_plan(
 ):
     # step 2 of 3: the tables, in one program
     counts = tl.load(counts_ptr + tl.arange(0, E_POW2))
-    _route_tables(
-        counts,
-        scratch_ptr,
-        tiles_ptr,
-        nblk_ptr,
-        E,
-        MAX_BLOCKS,
-        BLOCK_M,
-        E_POW2,
-        TILEMAP,
-        CHUNK,
-        TAIL_M,
-    )
+    _route_tables(counts, scratch_ptr, tiles_ptr, nblk_ptr, E, MAX_BLOCKS, BLOCK_M, E_POW2,
+                  TILEMAP, CHUNK, TAIL_M)  # fmt: skip
 
 
 @triton.jit
