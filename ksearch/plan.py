@@ -83,6 +83,15 @@ class DesignSpace:
                 return p
         raise KeyError(f"unknown parameter {name!r}; known: {[p.name for p in self.params]}")
 
+    def complete(self, plan: Plan) -> Plan:
+        """`plan` with each parameter it lacks at that parameter's default: a plan written
+        before a parameter was added keeps meaning the code it meant then."""
+        table = plan.table()
+        for row in table.values():
+            for p in self.params:
+                row.setdefault(p.name, p.default)
+        return Plan.of(table)
+
     def root(self) -> Plan:
         """The starting plan: every parameter at its default, or its start value, per regime."""
         table = {r: {p.name: p.default for p in self.params} for r in self.regimes}

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from ksearch.checking import judge
-from ksearch.plan import read_plan
+from ksearch.plan import Plan, read_plan
 from ksearch.task import H100_CEILINGS
 from tasks.moe_gemm import TASK, cost, suites
 from tasks.moe_gemm.space import SPACE, canonical, infeasible
@@ -159,6 +159,16 @@ def test_settings_without_effect_render_the_same_candidate():
     c = plan(("tiny",), dispatch="padded")
     assert TASK.render(c) != TASK.render(a)
     assert TASK.render(plan(("tiny",), dispatch="padded", pair_mma=True)) == TASK.render(c)
+
+
+def test_a_plan_written_before_a_knob_existed_renders_and_estimates_with_it_off():
+    table = ROOT.with_value("TAIL_M", 0, SPACE.regimes).with_value("PREFETCH2", 0, SPACE.regimes)
+    old = {r: {k: v for k, v in row.items() if k not in ("TAIL_M", "PREFETCH2")}
+           for r, row in table.table().items()}  # fmt: skip
+    before = read_plan(TASK.render(Plan.of(old)))
+    assert before == canonical(table)
+    w = suites.DEFAULT[-1]
+    assert TASK.estimate(Plan.of(old), w) == TASK.estimate(table, w)
 
 
 def test_a_rendered_candidate_is_self_contained_and_carries_its_table():

@@ -99,7 +99,7 @@ class MoeGemm:
         return render.render(plan)
 
     def estimate(self, plan: Plan | None, workload: Workload) -> float:
-        return cost.estimate(plan, workload)
+        return cost.estimate(None if plan is None else space.SPACE.complete(plan), workload)
 
     def infeasible(self, plan: Plan) -> str | None:
         return space.infeasible(plan)

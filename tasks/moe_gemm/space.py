@@ -157,7 +157,7 @@ def canonical(plan: Plan) -> Plan:
     """`plan` with settings that have no effect reset to the starting plan's, so plans that
     differ only there render the same code (and are measured once)."""
     root = SPACE.root()
-    table = plan.table()
+    table = SPACE.complete(plan).table()
     for regime, row in table.items():
         unused = list(_SORTED_ONLY) if row["dispatch"] == "pair" else list(_PAIR_ONLY)
         if row["schedule"] != "persistent":
