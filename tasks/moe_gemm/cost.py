@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from functools import cache
 
-from ksearch.plan import Plan
+from ksearch.plan import Plan, Value
 from ksearch.task import Workload
 
 _BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
@@ -86,6 +86,11 @@ FMA_FLOPS = 50e12
 TORCH_METADATA_OPS = {"padded": 12, "tilemap": 10}
 
 
+def reads_tail(s: Mapping[str, Value]) -> bool:
+    """Whether a regime's settings run TAIL_M: a tile map with unswapped operands."""
+    return s["dispatch"] == "tilemap" and not s["swap_ab"]
+
+
 def estimate(plan: Plan | None, w: Workload) -> float:
     """Analytic H100 time in µs of `plan` (None: the torch baseline) on `w`.
 
@@ -145,7 +150,7 @@ def estimate(plan: Plan | None, w: Workload) -> float:
     else:
         m = int(s["BLOCK_M"])
         # an expert's last block absorbs up to TAIL_M more rows (a tile map, unswapped)
-        tail = int(s["TAIL_M"]) if s["dispatch"] == "tilemap" and not s["swap_ab"] else 0
+        tail = int(s["TAIL_M"]) if reads_tail(s) else 0
         blocks_e = max(1.0, -(-(p / touched - tail) // m))
         rows = touched * (blocks_e * m + tail / 2)
         reread = 1.0 + (blocks_e - 1.0) * (0.05 if int(s["GROUP_M"]) >= blocks_e else 0.25)

@@ -243,7 +243,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
         # 128-byte lines of each pair's down weights to prefetch into L2 (not interpreted)
         lines2 = 0
         if x.is_cuda:
-            per_pair = min(c["PREFETCH2"] * 2**20 // pairs, w2[0].numel() * w2.element_size())
+            per_pair = min(c["PREFETCH2"] * 2**20 // pairs, hidden * inter * w2.element_size())
             lines2 = per_pair // 128
         _pair_gemm1[grid](
             x,

@@ -69,17 +69,18 @@ def _pair_gemm1(
     n_tiles = tl.cdiv(n_out, BLOCK_N)
     pair = (tl.program_id(0) // n_tiles).to(tl.int64)
     col0 = (tl.program_id(0) % n_tiles) * BLOCK_N
+    expert = tl.load(ids_ptr + pair).to(tl.int64)
     if PREFETCH:
         per = tl.cdiv(lines2, n_tiles)
         lo = (tl.program_id(0) % n_tiles) * per
         line = 1024 // w2_ptr.dtype.element_ty.primitive_bitwidth
-        w2_expert = w2_ptr + tl.load(ids_ptr + pair).to(tl.int64) * H * I
+        w2_expert = w2_ptr + expert * H * I
         for l0 in range(lo, lo + per, 512):
             lines = l0 + tl.arange(0, 512)
             in_share = (lines < lo + per) & (lines < lines2)
             _prefetch_l2(w2_expert + lines.to(tl.int64) * line, in_share)
     cols = col0 + tl.arange(0, BLOCK_N)
-    base = tl.load(ids_ptr + pair).to(tl.int64) * 2 * I
+    base = expert * 2 * I
     if MMA:
         acc_g = tl.zeros((BLOCK_N, 16), dtype=tl.float32)
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ksearch.plan import DesignSpace, Param, ParamKind, Plan, Value
-from tasks.moe_gemm.cost import REGIMES
+from tasks.moe_gemm.cost import REGIMES, reads_tail
 
 KNOB = ParamKind.KNOB
 #: shared memory a Triton program may use on an H100 (227 KB), less room for the epilogue
@@ -164,7 +164,7 @@ def canonical(plan: Plan) -> Plan:
             unused.append("PROGRAMS_PER_SM")
         if row["combine"] != "atomic":
             unused.append("atomic_finish")
-        if row["dispatch"] != "tilemap" or row["swap_ab"]:
+        if not reads_tail(row):
             unused.append("TAIL_M")
         for name in unused:
             row[name] = root.get(name, regime)
@@ -177,7 +177,7 @@ def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
         return f"{regime}: combine=fused needs dispatch=pair"
     if int(s["SPLIT_K"]) > 1 and s["combine"] != "atomic":
         return f"{regime}: SPLIT_K={s['SPLIT_K']} needs combine=atomic to add the slices"
-    tail = s["dispatch"] == "tilemap" and not s["swap_ab"]
+    tail = reads_tail(s)
     if tail and int(s["TAIL_M"]) >= int(s["BLOCK_M"]):
         return f"{regime}: TAIL_M={s['TAIL_M']} needs BLOCK_M above it, not {s['BLOCK_M']}"
     fused = 2 if s["epilogue"] == "fused" else 1
