@@ -146,11 +146,15 @@ def _pair_gemm2(
     if MMA:
         acc2 = tl.zeros((BLOCK_N, ROWS), dtype=tl.float32)
         if COMBINE == 3:
+            # the token's experts loaded once: no load feeds a weight address in the loop,
+            # so the weight loads are software-pipelined across the pairs
+            js = tl.arange(0, ROWS)
+            experts = tl.load(ids_ptr + first + js, mask=js < n_pairs, other=0).to(tl.int64)
             steps = tl.cdiv(k_hi - k_lo, BLOCK_K)
             for step in tl.range(0, n_pairs * steps, num_stages=STAGES):
                 j = step // steps
                 k0 = k_lo + (step % steps) * BLOCK_K
-                base = tl.load(ids_ptr + first + j).to(tl.int64) * H
+                base = tl.sum(tl.where(js == j, experts, 0)) * H
                 hk = _vec(h_ptr + (first + j) * I, k0 + tl.arange(0, BLOCK_K), k_hi, ROWS, j, MMA)
                 w = _w_tile(w_ptr, w_desc, base + col0, base + H, k0, I, BLOCK_N, BLOCK_K, DESC)
                 acc2 = _gemv(w, hk, acc2, MMA)
