@@ -29,46 +29,34 @@ def _route_tables(
     scratch_ptr,
     tiles_ptr,
     nblk_ptr,
-    E,
-    MAX_BLOCKS,
     BLOCK_M: tl.constexpr,
     E_POW2: tl.constexpr,
     TILEMAP: tl.constexpr,
-    CHUNK: tl.constexpr,
     TAIL_M: tl.constexpr,
 ):
     # from the pairs per expert: each expert's first slot (the scatter's cursor), the row
     # blocks' experts (or tile map) and the number of row blocks; with TAIL_M an expert's
-    # last block also holds a remainder of up to TAIL_M pairs
+    # last block also holds a remainder of up to TAIL_M pairs. Every expert writes its own
+    # blocks, one per step, so no block has to search for its expert
     bins = tl.arange(0, E_POW2)
     if TAIL_M > 0:
         blocks = tl.where(counts > 0, tl.maximum((counts - TAIL_M + BLOCK_M - 1) // BLOCK_M, 1), 0)
     else:
         blocks = (counts + BLOCK_M - 1) // BLOCK_M
-    block_end = tl.cumsum(blocks, 0)
-    if TILEMAP:
-        start = tl.cumsum(counts, 0) - counts
-    else:
-        start = (block_end - blocks) * BLOCK_M
-    tl.store(scratch_ptr + bins, start)
-    tl.store(scratch_ptr + E_POW2 + bins, start)
-    tl.store(scratch_ptr + 2 * E_POW2 + bins, counts)
-    tl.store(scratch_ptr + 3 * E_POW2 + bins, block_end - blocks)
+    first_block = tl.cumsum(blocks, 0) - blocks
+    first_pair = tl.cumsum(counts, 0) - counts
+    tl.store(scratch_ptr + bins, first_pair if TILEMAP else first_block * BLOCK_M)
     tl.store(nblk_ptr, tl.sum(blocks, 0))
-    tl.debug_barrier()
-    for b0 in range(0, MAX_BLOCKS, CHUNK):
-        b = b0 + tl.arange(0, CHUNK)
-        found = tl.sum((block_end[None, :] <= b[:, None]).to(tl.int32), axis=1)
-        expert = tl.minimum(found, E - 1)
+    for j in range(0, tl.max(blocks, 0)):
+        b = first_block + j
+        mine = j < blocks
         if TILEMAP:
-            local = b - tl.load(scratch_ptr + 3 * E_POW2 + expert)
-            first = tl.load(scratch_ptr + E_POW2 + expert)
-            end = first + tl.load(scratch_ptr + 2 * E_POW2 + expert)
-            tl.store(tiles_ptr + 3 * b, first + local * BLOCK_M, mask=b < MAX_BLOCKS)
-            tl.store(tiles_ptr + 3 * b + 1, end, mask=b < MAX_BLOCKS)
-            tl.store(tiles_ptr + 3 * b + 2, expert, mask=b < MAX_BLOCKS)
+            tl.store(tiles_ptr + 3 * b, first_pair + j * BLOCK_M, mask=mine)
+            tl.store(tiles_ptr + 3 * b + 1, first_pair + counts, mask=mine)
+            tl.store(tiles_ptr + 3 * b + 2, bins, mask=mine)
         else:
-            tl.store(tiles_ptr + b, expert, mask=b < MAX_BLOCKS)
+            tl.store(tiles_ptr + b, bins, mask=mine)
+    tl.debug_barrier()
 
 
 @triton.jit
@@ -79,17 +67,15 @@ def _route(
     nblk_ptr,
     scratch_ptr,
     P,
-    E,
     MAX_BLOCKS,
     BLOCK_M: tl.constexpr,
     E_POW2: tl.constexpr,
     TILEMAP: tl.constexpr,
-    CHUNK: tl.constexpr,
     CHUNK_P: tl.constexpr,
     TAIL_M: tl.constexpr,
 ):
-    # all routing metadata in one program: padding, counts, tables, the sorted order (CHUNK
-    # row blocks at a time for the tables, CHUNK_P pairs at a time for the rest)
+    # all routing metadata in one program: padding, counts, tables, the sorted order
+    # (CHUNK_P pairs at a time)
     if not TILEMAP:
         for r0 in range(0, MAX_BLOCKS * BLOCK_M, CHUNK_P):
             rows = r0 + tl.arange(0, CHUNK_P)
@@ -99,8 +85,7 @@ def _route(
         offs = p0 + tl.arange(0, CHUNK_P)
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
         counts += tl.histogram(e, E_POW2, mask=offs < P)
-    _route_tables(counts, scratch_ptr, tiles_ptr, nblk_ptr, E, MAX_BLOCKS, BLOCK_M, E_POW2,
-                  TILEMAP, CHUNK, TAIL_M)  # fmt: skip
+    _route_tables(counts, scratch_ptr, tiles_ptr, nblk_ptr, BLOCK_M, E_POW2, TILEMAP, TAIL_M)
     for p0 in range(0, P, CHUNK_P):
         offs = p0 + tl.arange(0, CHUNK_P)
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
@@ -126,18 +111,14 @@ def _route_plan(
     scratch_ptr,
     tiles_ptr,
     nblk_ptr,
-    E,
-    MAX_BLOCKS,
     BLOCK_M: tl.constexpr,
     E_POW2: tl.constexpr,
     TILEMAP: tl.constexpr,
-    CHUNK: tl.constexpr,
     TAIL_M: tl.constexpr,
 ):
     # step 2 of 3: the tables, in one program
     counts = tl.load(counts_ptr + tl.arange(0, E_POW2))
-    _route_tables(counts, scratch_ptr, tiles_ptr, nblk_ptr, E, MAX_BLOCKS, BLOCK_M, E_POW2,
-                  TILEMAP, CHUNK, TAIL_M)  # fmt: skip
+    _route_tables(counts, scratch_ptr, tiles_ptr, nblk_ptr, BLOCK_M, E_POW2, TILEMAP, TAIL_M)
 
 
 @triton.jit
@@ -281,20 +262,17 @@ def run(x, topk_ids, topk_weights, w1, w2):
                 max_blocks * (3 if tilemap else 1), dtype=torch.int32, device=x.device
             )
             nblk = torch.empty(1, dtype=torch.int32, device=x.device)
-            scratch = torch.empty(4 * e_pow2, dtype=torch.int32, device=x.device)
+            scratch = torch.empty(e_pow2, dtype=torch.int32, device=x.device)
             shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap, TAIL_M=tail_m)
             if c["metadata"] == "triton":
                 _route[(1,)](
-                    ids, order, tiles, nblk, scratch, pairs, experts, max_blocks,
-                    CHUNK=256, CHUNK_P=1024, **shape, num_warps=4,
-                )  # fmt: skip
+                    ids, order, tiles, nblk, scratch, pairs, max_blocks, CHUNK_P=1024, **shape
+                )
             else:
                 counts = torch.zeros(e_pow2, dtype=torch.int32, device=x.device)
                 grid = (triton.cdiv(max(pairs, padded), 1024),)
                 _route_count[grid](ids, order, counts, pairs, padded, E_POW2=e_pow2, CHUNK=1024)
-                _route_plan[(1,)](
-                    counts, scratch, tiles, nblk, experts, max_blocks, CHUNK=256, **shape
-                )
+                _route_plan[(1,)](counts, scratch, tiles, nblk, **shape)
                 grid = (triton.cdiv(pairs, 1024),)
                 _route_scatter[grid](ids, order, scratch, pairs, CHUNK=1024)
         else:

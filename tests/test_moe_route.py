@@ -1,0 +1,80 @@
+"""moe_gemm's routing metadata under the Triton interpreter: the one-program kernel and the
+three-kernel path build the same row blocks as the torch ops, and a sorted order that
+holds every pair once, in its expert's run (padded or through the tile map)."""
+
+import pytest
+
+torch = pytest.importorskip("torch")
+triton = pytest.importorskip("triton")
+
+from tasks.moe_gemm import launch  # noqa: E402
+
+#: (experts, pairs, BLOCK_M, tile map, TAIL_M): uneven counts, empty experts, an expert
+#: with several blocks, remainders that a tail takes and one it cannot
+CASES = [
+    (8, 40, 16, False, 0),
+    (8, 40, 16, True, 0),
+    (8, 70, 16, True, 8),
+    (5, 33, 4, True, 2),
+    (16, 9, 16, False, 0),
+    (3, 50, 8, True, 4),
+]
+
+
+def _ids(experts, pairs):
+    """Expert ids with every count different: expert e takes about a share ∝ e + 1, and
+    the last expert none."""
+    gen = torch.Generator().manual_seed(experts * 1000 + pairs)
+    weights = torch.arange(1, experts + 1, dtype=torch.float32)
+    weights[-1] = 0.0
+    return torch.multinomial(weights, pairs, replacement=True, generator=gen).to(torch.int32)
+
+
+def _triton_metadata(ids, experts, block_m, tilemap, tail_m, kind):
+    pairs = ids.numel()
+    max_blocks = min(triton.cdiv(pairs, block_m) + experts, pairs)
+    e_pow2 = triton.next_power_of_2(experts)
+    padded = 0 if tilemap else max_blocks * block_m
+    order = torch.full((max(pairs, padded),), -1, dtype=torch.int32)
+    tiles = torch.full((max_blocks * (3 if tilemap else 1),), -1, dtype=torch.int32)
+    nblk = torch.empty(1, dtype=torch.int32)
+    scratch = torch.empty(e_pow2, dtype=torch.int32)
+    shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap, TAIL_M=tail_m)
+    if kind == "one":
+        args = (ids, order, tiles, nblk, scratch, pairs, max_blocks)
+        launch._route[(1,)](*args, CHUNK_P=16, **shape)
+    else:
+        counts = torch.zeros(e_pow2, dtype=torch.int32)
+        chunk = 16
+        grid = (triton.cdiv(max(pairs, padded), chunk),)
+        launch._route_count[grid](ids, order, counts, pairs, padded, E_POW2=e_pow2, CHUNK=chunk)
+        launch._route_plan[(1,)](counts, scratch, tiles, nblk, **shape)
+        grid = (triton.cdiv(pairs, chunk),)
+        launch._route_scatter[grid](ids, order, scratch, pairs, CHUNK=chunk)
+    return order, tiles, nblk
+
+
+@pytest.mark.parametrize("kind", ["one", "three"])
+@pytest.mark.parametrize(("experts", "pairs", "block_m", "tilemap", "tail_m"), CASES)
+def test_triton_metadata_matches_the_torch_ops(experts, pairs, block_m, tilemap, tail_m, kind):
+    ids = _ids(experts, pairs)
+    max_blocks = min(triton.cdiv(pairs, block_m) + experts, pairs)
+    want_order, want_tiles, want_nblk = launch._route_torch(
+        ids, pairs, experts, block_m, max_blocks, tilemap, tail_m
+    )
+    order, tiles, nblk = _triton_metadata(ids, experts, block_m, tilemap, tail_m, kind)
+    n = int(want_nblk)
+    assert int(nblk) == n
+    width = 3 if tilemap else 1
+    assert tiles[: n * width].tolist() == want_tiles.reshape(-1)[: n * width].tolist()
+    # the same expert (or padding) at every position, every pair once; within an expert's
+    # run the pairs may come in any order
+    assert order.shape == want_order.shape
+    assert sorted(order.tolist()) == sorted(want_order.tolist())
+    assert _experts_at(order, ids).tolist() == _experts_at(want_order, ids).tolist()
+
+
+def _experts_at(order, ids):
+    """The expert of the pair at each position of a sorted order, -1 for padding."""
+    real = order < ids.numel()
+    return torch.where(real, ids[order.long().clamp(max=ids.numel() - 1)], -1)
