@@ -37,7 +37,7 @@ def compile_sm90(fn, constexprs, desc=None, **options):
             signature[name] = POINTERS.get(name, "*i32")
         else:
             signature[name] = "i32"
-    if desc is None:
+    if desc is None and "w_desc" in fn.arg_names:
         constexprs = {**constexprs, "w_desc": None}
     aligned = {
         (i,): [["tt.divisibility", 16]]
@@ -104,6 +104,15 @@ def main() -> None:
             num_warps=huge["num_warps1"],
             num_stages=huge["num_stages1"],
         ),
+    }
+    # the routing-metadata kernels, whose only other run is the interpreter's (which lets
+    # through what the compiler refuses, such as a global that is not a constexpr)
+    routing = dict(BLOCK_M=64, E_POW2=128, TAIL_M=16)
+    out["routing"] = {
+        "one program": compile_sm90(m._route, dict(routing, TILEMAP=False, CHUNK_P=2048)),
+        "count": compile_sm90(m._route_count, dict(E_POW2=128, CHUNK=1024)),
+        "tables": compile_sm90(m._route_plan, dict(routing, TILEMAP=True)),
+        "scatter": compile_sm90(m._route_scatter, dict(CHUNK=1024)),
     }
     json.dump(out, sys.stdout)
 

@@ -51,3 +51,8 @@ def test_the_prefill_gemm_streams_weights_by_tma_into_wgmma(compiled):
     assert k["cp.async.bulk.tensor"] and k["wgmma.mma_async"] and not k["mma.sync"]
     m, n, kk = huge["BLOCK_M"] + huge["TAIL_M"], huge["BLOCK_N1"], huge["BLOCK_K1"]
     assert k["shared"] >= huge["num_stages1"] * (m + 2 * n) * kk * 2
+
+
+def test_the_routing_kernels_compile_for_the_gpu(compiled):
+    assert sorted(compiled["routing"]) == ["count", "one program", "scatter", "tables"]
+    assert all(k["shared"] < 64 * 1024 for k in compiled["routing"].values())

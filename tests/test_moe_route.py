@@ -38,7 +38,7 @@ def _triton_metadata(ids, experts, block_m, tilemap, tail_m, kind):
     order = torch.full((max(pairs, padded),), -1, dtype=torch.int32)
     tiles = torch.full((max_blocks * (3 if tilemap else 1),), -1, dtype=torch.int32)
     nblk = torch.empty(1, dtype=torch.int32)
-    scratch = torch.empty(e_pow2, dtype=torch.int32)
+    scratch = torch.empty(e_pow2 * launch.CURSOR.value, dtype=torch.int32)
     shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap, TAIL_M=tail_m)
     if kind == "one":
         args = (ids, order, tiles, nblk, scratch, pairs, max_blocks)

@@ -20,6 +20,10 @@ from tasks.moe_gemm.pair_kernels import _pair_gemm1, _pair_gemm2
 REGIMES: list = []
 CONFIGS: dict = {}
 
+#: int32 stride between the experts' scatter cursors: one 128-byte line each, so the
+#: atomics of many pairs spread over L2 instead of queueing at a few lines
+CURSOR = tl.constexpr(32)
+
 COMBINES = {"rows": 0, "reduce": 1, "atomic": 2, "fused": 3}
 
 
@@ -45,7 +49,7 @@ def _route_tables(
         blocks = (counts + BLOCK_M - 1) // BLOCK_M
     first_block = tl.cumsum(blocks, 0) - blocks
     first_pair = tl.cumsum(counts, 0) - counts
-    tl.store(scratch_ptr + bins, first_pair if TILEMAP else first_block * BLOCK_M)
+    tl.store(scratch_ptr + bins * CURSOR, first_pair if TILEMAP else first_block * BLOCK_M)
     tl.store(nblk_ptr, tl.sum(blocks, 0))
     for j in range(0, tl.max(blocks, 0)):
         b = first_block + j
@@ -89,7 +93,7 @@ def _route(
     for p0 in range(0, P, CHUNK_P):
         offs = p0 + tl.arange(0, CHUNK_P)
         e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
-        slot = tl.atomic_add(scratch_ptr + e, 1, mask=offs < P, sem="relaxed")
+        slot = tl.atomic_add(scratch_ptr + e * CURSOR, 1, mask=offs < P, sem="relaxed")
         tl.store(order_ptr + slot, offs, mask=offs < P)
 
 
@@ -126,7 +130,7 @@ def _route_scatter(ids_ptr, order_ptr, scratch_ptr, P, CHUNK: tl.constexpr):
     # step 3 of 3: each pair takes the next slot of its expert
     offs = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
-    slot = tl.atomic_add(scratch_ptr + e, 1, mask=offs < P, sem="relaxed")
+    slot = tl.atomic_add(scratch_ptr + e * CURSOR, 1, mask=offs < P, sem="relaxed")
     tl.store(order_ptr + slot, offs, mask=offs < P)
 
 
@@ -262,11 +266,19 @@ def run(x, topk_ids, topk_weights, w1, w2):
                 max_blocks * (3 if tilemap else 1), dtype=torch.int32, device=x.device
             )
             nblk = torch.empty(1, dtype=torch.int32, device=x.device)
-            scratch = torch.empty(e_pow2, dtype=torch.int32, device=x.device)
+            scratch = torch.empty(e_pow2 * CURSOR.value, dtype=torch.int32, device=x.device)
             shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap, TAIL_M=tail_m)
             if c["metadata"] == "triton":
                 _route[(1,)](
-                    ids, order, tiles, nblk, scratch, pairs, max_blocks, CHUNK_P=1024, **shape
+                    ids,
+                    order,
+                    tiles,
+                    nblk,
+                    scratch,
+                    pairs,
+                    max_blocks,
+                    CHUNK_P=min(2048, max(256, triton.next_power_of_2(pairs))),
+                    **shape,
                 )
             else:
                 counts = torch.zeros(e_pow2, dtype=torch.int32, device=x.device)
