@@ -172,7 +172,7 @@ def estimate(plan: Plan | None, w: Workload) -> float:
             return tiles
 
         total += {
-            "triton": LAUNCH_US + 5e-3 * p,  # one program walks every pair twice
+            "triton": LAUNCH_US + 2.5e-3 * p,  # one program walks every pair twice
             "parallel": 4 * LAUNCH_US + 1e6 * p * 16 / bw,  # three kernels and a memset
             "torch": LAUNCH_US * TORCH_METADATA_OPS[str(s["dispatch"])] + 2e-3 * p,
         }[str(s["metadata"])]
