@@ -30,39 +30,18 @@ def _ids(experts, pairs):
     return torch.multinomial(weights, pairs, replacement=True, generator=gen).to(torch.int32)
 
 
-def _triton_metadata(ids, experts, block_m, tilemap, tail_m, kind):
-    pairs = ids.numel()
-    max_blocks = min(triton.cdiv(pairs, block_m) + experts, pairs)
-    e_pow2 = triton.next_power_of_2(experts)
-    padded = 0 if tilemap else max_blocks * block_m
-    order = torch.full((max(pairs, padded),), -1, dtype=torch.int32)
-    tiles = torch.full((max_blocks * (3 if tilemap else 1),), -1, dtype=torch.int32)
-    nblk = torch.empty(1, dtype=torch.int32)
-    scratch = torch.empty(e_pow2 * launch.CURSOR.value, dtype=torch.int32)
-    shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap, TAIL_M=tail_m)
-    if kind == "one":
-        args = (ids, order, tiles, nblk, scratch, pairs, max_blocks)
-        launch._route[(1,)](*args, CHUNK_P=16, **shape)
-    else:
-        counts = torch.zeros(e_pow2, dtype=torch.int32)
-        chunk = 16
-        grid = (triton.cdiv(max(pairs, padded), chunk),)
-        launch._route_count[grid](ids, order, counts, pairs, padded, E_POW2=e_pow2, CHUNK=chunk)
-        launch._route_plan[(1,)](counts, scratch, tiles, nblk, **shape)
-        grid = (triton.cdiv(pairs, chunk),)
-        launch._route_scatter[grid](ids, order, scratch, pairs, CHUNK=chunk)
-    return order, tiles, nblk
-
-
-@pytest.mark.parametrize("kind", ["one", "three"])
+@pytest.mark.parametrize("parallel", [False, True])
 @pytest.mark.parametrize(("experts", "pairs", "block_m", "tilemap", "tail_m"), CASES)
-def test_triton_metadata_matches_the_torch_ops(experts, pairs, block_m, tilemap, tail_m, kind):
+def test_triton_metadata_matches_the_torch_ops(experts, pairs, block_m, tilemap, tail_m, parallel):
     ids = _ids(experts, pairs)
     max_blocks = min(triton.cdiv(pairs, block_m) + experts, pairs)
     want_order, want_tiles, want_nblk = launch._route_torch(
         ids, pairs, experts, block_m, max_blocks, tilemap, tail_m
     )
-    order, tiles, nblk = _triton_metadata(ids, experts, block_m, tilemap, tail_m, kind)
+    # 16 pairs a step: several steps of the one program, several programs of the three kernels
+    order, tiles, nblk = launch._route_triton(
+        ids, pairs, experts, block_m, max_blocks, tilemap, tail_m, parallel, step=16
+    )
     n = int(want_nblk)
     assert int(nblk) == n
     width = 3 if tilemap else 1

@@ -134,6 +134,31 @@ def _route_scatter(ids_ptr, order_ptr, scratch_ptr, P, CHUNK: tl.constexpr):
     tl.store(order_ptr + slot, offs, mask=offs < P)
 
 
+def _route_triton(ids, pairs, experts, block_m, max_blocks, tilemap, tail_m, parallel, step=0):
+    """The routing metadata (sorted or padded order, row blocks' experts or tile map, number
+    of row blocks) by one Triton program, or with `parallel` by three kernels over the
+    pairs; `step` pairs per program step (0: chosen from the number of pairs)."""
+    dev = ids.device
+    e_pow2 = triton.next_power_of_2(experts)
+    padded = 0 if tilemap else max_blocks * block_m
+    order = torch.empty(max(pairs, padded), dtype=torch.int32, device=dev)
+    tiles = torch.empty(max_blocks * (3 if tilemap else 1), dtype=torch.int32, device=dev)
+    nblk = torch.empty(1, dtype=torch.int32, device=dev)
+    scratch = torch.empty(e_pow2 * CURSOR.value, dtype=torch.int32, device=dev)
+    shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap, TAIL_M=tail_m)
+    if not parallel:
+        step = step or min(2048, max(256, triton.next_power_of_2(pairs)))
+        _route[(1,)](ids, order, tiles, nblk, scratch, pairs, max_blocks, CHUNK_P=step, **shape)
+        return order, tiles, nblk
+    step = step or 1024
+    counts = torch.zeros(e_pow2, dtype=torch.int32, device=dev)
+    grid = (triton.cdiv(max(pairs, padded), step),)
+    _route_count[grid](ids, order, counts, pairs, padded, E_POW2=e_pow2, CHUNK=step)
+    _route_plan[(1,)](counts, scratch, tiles, nblk, **shape)
+    _route_scatter[(triton.cdiv(pairs, step),)](ids, order, scratch, pairs, CHUNK=step)
+    return order, tiles, nblk
+
+
 def _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap, tail_m):
     """The same metadata as `_route`, by torch ops (no host synchronization)."""
     flat = ids.long()
@@ -259,34 +284,10 @@ def run(x, topk_ids, topk_weights, w1, w2):
         tail_m = c["TAIL_M"] if tilemap and not c["swap_ab"] else 0
         max_blocks = min(triton.cdiv(pairs, block_m) + experts, pairs)
         if c["metadata"] in ("triton", "parallel"):
-            e_pow2 = triton.next_power_of_2(experts)
-            padded = 0 if tilemap else max_blocks * block_m
-            order = torch.empty(max(pairs, padded), dtype=torch.int32, device=x.device)
-            tiles = torch.empty(
-                max_blocks * (3 if tilemap else 1), dtype=torch.int32, device=x.device
-            )
-            nblk = torch.empty(1, dtype=torch.int32, device=x.device)
-            scratch = torch.empty(e_pow2 * CURSOR.value, dtype=torch.int32, device=x.device)
-            shape = dict(BLOCK_M=block_m, E_POW2=e_pow2, TILEMAP=tilemap, TAIL_M=tail_m)
-            if c["metadata"] == "triton":
-                _route[(1,)](
-                    ids,
-                    order,
-                    tiles,
-                    nblk,
-                    scratch,
-                    pairs,
-                    max_blocks,
-                    CHUNK_P=min(2048, max(256, triton.next_power_of_2(pairs))),
-                    **shape,
-                )
-            else:
-                counts = torch.zeros(e_pow2, dtype=torch.int32, device=x.device)
-                grid = (triton.cdiv(max(pairs, padded), 1024),)
-                _route_count[grid](ids, order, counts, pairs, padded, E_POW2=e_pow2, CHUNK=1024)
-                _route_plan[(1,)](counts, scratch, tiles, nblk, **shape)
-                grid = (triton.cdiv(pairs, 1024),)
-                _route_scatter[grid](ids, order, scratch, pairs, CHUNK=1024)
+            order, tiles, nblk = _route_triton(
+                ids, pairs, experts, block_m, max_blocks, tilemap, tail_m,
+                c["metadata"] == "parallel",
+            )  # fmt: skip
         else:
             order, tiles, nblk = _route_torch(
                 ids, pairs, experts, block_m, max_blocks, tilemap, tail_m
