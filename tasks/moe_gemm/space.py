@@ -133,12 +133,13 @@ START: dict[str, dict[str, Value]] = {
     "small": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 16, "BLOCK_N1": 64,
               "BLOCK_K1": 128, "BLOCK_N2": 64, "BLOCK_K2": 128, "GROUP_M": 1},
     "medium": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 32, "BLOCK_K1": 128,
-               "BLOCK_K2": 128},
+               "BLOCK_K2": 128, "num_stages2": 2},
     "large": {"dispatch": "tilemap", "metadata": "parallel", "combine": "reduce",
               "BLOCK_K1": 128, "num_stages2": 3, "TAIL_M": 16},
     "huge": {"dispatch": "tilemap", "metadata": "parallel", "combine": "reduce",
-             "BLOCK_M": 128, "BLOCK_N1": 128, "num_warps1": 8, "weights": "descriptors",
-             "BLOCK_N2": 256, "num_warps2": 8, "num_stages2": 4, "TAIL_M": 32},
+             "BLOCK_M": 128, "BLOCK_N1": 128, "num_warps1": 8, "num_stages1": 3,
+             "weights": "descriptors", "GROUP_M": 4, "BLOCK_N2": 256, "num_warps2": 8,
+             "num_stages2": 4, "TAIL_M": 32},
 }  # fmt: skip
 
 SPACE = DesignSpace(
