@@ -26,15 +26,21 @@ class Outcome:
 
 
 def finalists(tree: Tree, count: int) -> list[int]:
-    """Ids of the `count` best passed nodes with distinct candidates, best first."""
+    """Ids of the `count` best passed nodes with distinct candidates, best first, then the
+    root (the starting plan) if it passed and is not among them: the best search scores
+    are the luckiest of many noisy measurements, so the starting plan is re-measured beside
+    them and a search never declares a winner that measures worse than where it began."""
     seen: set[str] = set()
-    out = []
+    out: list[int] = []
     for n in sorted(tree.nodes, key=lambda n: (-(n.value or 0.0), n.id)):
+        if len(out) == count:
+            break
         if n.value is not None and n.candidate not in seen:
             seen.add(n.candidate or "")
             out.append(n.id)
-        if len(out) == count:
-            break
+    root = tree.root
+    if out and root.value is not None and root.candidate not in seen:
+        out.append(root.id)
     return out
 
 
