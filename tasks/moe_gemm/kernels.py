@@ -156,6 +156,7 @@ def _gate_up_loop(x_ptr, w_ptr, w_desc, base, pid_n, n_out, H, I, BLOCK_N: tl.co
                   DESC: tl.constexpr, token, valid, acc_g, acc_u, token_t, valid_t, acc_gt,
                   acc_ut, TAIL: tl.constexpr):  # fmt: skip
     # _gemm1's K loop over one block's rows, and with TAIL over its tail's rows as well
+    row0 = base + pid_n * BLOCK_N
     for k0 in range(0, H, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         a = tl.load(
@@ -169,7 +170,6 @@ def _gate_up_loop(x_ptr, w_ptr, w_desc, base, pid_n, n_out, H, I, BLOCK_N: tl.co
                 mask=valid_t[:, None] & (ks < H)[None, :],
                 other=0.0,
             )
-        row0 = base + pid_n * BLOCK_N
         w = _w_tile(w_ptr, w_desc, row0, base + n_out, k0, H, BLOCK_N, BLOCK_K, DESC)
         acc_g = _mma(a, w, acc_g, SWAP)
         if TAIL:
@@ -187,6 +187,7 @@ def _down_loop(h_ptr, w_ptr, w_desc, expert, pid_n, k_lo, k_hi, H, I, BLOCK_N: t
                BLOCK_K: tl.constexpr, SWAP: tl.constexpr, DESC: tl.constexpr, pair, valid, acc,
                pair_t, valid_t, acc_t, TAIL: tl.constexpr):  # fmt: skip
     # _gemm2's K loop over one block's rows (and with TAIL its tail's) in [k_lo, k_hi)
+    row0 = expert * H + pid_n * BLOCK_N
     for k0 in range(k_lo, k_hi, BLOCK_K):
         ks = k0 + tl.arange(0, BLOCK_K)
         a = tl.load(
@@ -194,7 +195,6 @@ def _down_loop(h_ptr, w_ptr, w_desc, expert, pid_n, k_lo, k_hi, H, I, BLOCK_N: t
             mask=valid[:, None] & (ks < k_hi)[None, :],
             other=0.0,
         )
-        row0 = expert * H + pid_n * BLOCK_N
         w = _w_tile(w_ptr, w_desc, row0, expert * H + H, k0, I, BLOCK_N, BLOCK_K, DESC)
         acc = _mma(a, w, acc, SWAP)
         if TAIL:

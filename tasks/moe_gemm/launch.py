@@ -160,7 +160,7 @@ def _route_triton(ids, pairs, experts, block_m, max_blocks, tilemap, tail_m, par
 
 
 def _route_torch(ids, pairs, experts, block_m, max_blocks, tilemap, tail_m):
-    """The same metadata as `_route`, by torch ops (no host synchronization)."""
+    """The same metadata as `_route_triton`, by torch ops (no host synchronization)."""
     flat = ids.long()
     dev = flat.device
     order = torch.argsort(flat, stable=True)
