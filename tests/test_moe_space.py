@@ -151,6 +151,20 @@ def test_the_starting_plan_is_feasible_and_differs_by_regime():
     assert {r for r, _ in cost.REGIMES} == set(SPACE.regimes)
 
 
+def test_one_row_block_per_expert_below_the_ridge_point_has_its_own_regime():
+    regime = {w.name.split("_T")[0] + f"_T{w['T']}": TASK.regime(w) for w in suites.DEFAULT}
+    # 128 rows per expert: one 128-row block streams each expert's weights once and the
+    # weights bound the time; 256 rows per expert and more: compute does
+    assert regime["E256_k8_H7168_I512_T4096"] == regime["E128_k4_H2880_I2880_T4096"] == "ridge"
+    assert regime["E8_k2_H4096_I7168_T1024"] == regime["E128_k8_H2048_I384_T4096"] == "huge"
+    ridge, huge = ROOT.table()["ridge"], ROOT.table()["huge"]
+    # the ridge row's gate/up programs are small enough for two to share an SM
+    rows = ridge["BLOCK_M"] + ridge["TAIL_M"]
+    stage = (rows + 2 * ridge["BLOCK_N1"]) * ridge["BLOCK_K1"] * 2
+    assert 2 * ridge["num_stages1"] * stage <= 228 * 1024
+    assert ridge["BLOCK_N1"] < huge["BLOCK_N1"] and ridge["num_warps1"] < huge["num_warps1"]
+
+
 def test_settings_without_effect_render_the_same_candidate():
     a = plan(("tiny",), dispatch="pair", metadata="torch", BLOCK_M=32)
     b = plan(("tiny",), dispatch="pair", metadata="parallel", BLOCK_M=64, swap_ab=True)

@@ -12,12 +12,15 @@ _BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 #: expert popularity ∝ rank^-ZIPF_EXPONENT in skewed routing (suites.make_inputs)
 ZIPF_EXPONENT = 1.2
 #: regimes by tokens per expert (T·k/E), upper bounds: decode steps (every pair its own
-#: expert), a few rows per expert, row blocks of 16-64, memory to compute bound, compute bound
+#: expert), a few rows per expert, row blocks of 16-64, memory to compute bound, one full
+#: 128-row block per expert still below an H100's ridge point (about 200 FLOP per weight
+#: byte at its power-capped matmul rate), compute bound
 REGIMES = (
     ("tiny", 0.5),
     ("small", 4.0),
     ("medium", 32.0),
     ("large", 128.0),
+    ("ridge", 192.0),
     ("huge", float("inf")),
 )
 
