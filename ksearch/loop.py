@@ -43,7 +43,8 @@ class SearchConfig:
     mcts: MctsKnobs = field(default_factory=MctsKnobs)
     repair_attempts: int = 0
     finalists: int = 3
-    #: seconds after which this run starts no new evaluation (in-flight ones finish)
+    #: seconds after which this run starts no new evaluation (in-flight ones finish); a
+    #: resumed run starts the clock once it has replayed the iterations it recorded before
     time_limit: float | None = None
 
     def __post_init__(self) -> None:
@@ -141,11 +142,13 @@ class Search:
             "resumed" if self.replaying_until >= 0 else "started", budget=self.config.budget
         )
         limit = self.config.time_limit
-        deadline = None if limit is None else time.monotonic() + limit
+        deadline: float | None = None
         timed_out = False
         try:
             while True:
                 while len(queue) < self.workers and self.counted < self.config.budget:
+                    if limit is not None and deadline is None and self.replayed:
+                        deadline = time.monotonic() + limit
                     if deadline is not None and self.applied > 0 and time.monotonic() > deadline:
                         if not timed_out:
                             self._event("time_limit", seconds=limit, evaluations=self.counted)
@@ -165,6 +168,12 @@ class Search:
                 work.result.cancel()
         self._event("finished", evaluations=self.counted, nodes=len(self.tree))
         return self.tree
+
+    @property
+    def replayed(self) -> bool:
+        """Whether the iterations a resumed run recorded before have all been run again
+        (always true for a new run)."""
+        return self.iteration > self.replaying_until
 
     def _next(self) -> Work | None:
         """Choose and submit the next iteration's node, or None if nothing can be chosen now."""

@@ -2,9 +2,11 @@
 
 import json
 import time
+from types import SimpleNamespace
 
 import pytest
 
+from ksearch import loop
 from ksearch.loop import SearchConfig
 from ksearch.replay import load
 from ksearch.store import Store
@@ -103,3 +105,16 @@ def test_a_time_limit_stops_new_evaluations_and_the_run_still_ends_with_a_best(t
 def test_a_time_limit_must_be_positive():
     with pytest.raises(ValueError, match="time_limit"):
         SearchConfig(time_limit=0)
+
+
+def test_a_resumed_run_starts_its_time_limit_after_replaying(tmp_path, monkeypatch):
+    # a clock that moves one second per reading: replaying the 12 recorded evaluations
+    # alone reads it more often than the 6 s limit allows
+    clock = iter(range(10**6))
+    monkeypatch.setattr(loop, "time", SimpleNamespace(monotonic=lambda: float(next(clock))))
+    db = tmp_path / "search.db"
+    first, _, _ = search("mcts", 3, 12, store=Store(db))
+    resumed, _, scorer = search("mcts", 3, 40, store=Store(db), overrides=("search.time_limit=6",))
+    assert 1 <= len(scorer.calls) < 28  # new work, stopped by the limit before the budget
+    assert {n.plan.key for n in first.nodes} <= {n.plan.key for n in resumed.nodes}
+    assert sum(e["kind"] == "time_limit" for e in Store(db).events()) == 1
