@@ -75,6 +75,11 @@ class Task(Protocol):
         """Why `plan` cannot work on this task's workloads, or None if it can."""
         ...
 
+    def canonical(self, plan: Plan) -> Plan:
+        """`plan` with the settings that have no effect reset, so that plans which render the
+        same code are equal (`plan` itself where every setting always has an effect)."""
+        ...
+
     def prior(self, param: str, old: Value, new: Value, regime: str) -> Prior | None:
         """The task's knowledge of one action kind in one regime, or None if it has none."""
         ...

@@ -115,6 +115,9 @@ class LandscapeTask:
     def infeasible(self, plan: Plan) -> str | None:
         return None
 
+    def canonical(self, plan: Plan) -> Plan:
+        return plan
+
     def prior(self, param: str, old: Value, new: Value, regime: str) -> Prior | None:
         return None
 

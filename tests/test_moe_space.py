@@ -225,3 +225,18 @@ def test_skewed_routing_lowers_the_floor_to_the_experts_it_touches():
     inputs = TASK.make_inputs(skewed, seed=1, device="cpu")
     touched = len(set(inputs["topk_ids"].reshape(-1).tolist()))
     assert math.isclose(touched, cost.experts_touched(skewed), rel_tol=0.25)
+
+
+def test_the_builtin_world_model_proposes_no_move_that_renders_its_parents_code():
+    from worldmodel.builtin import BuiltinKnobs, BuiltinWorldModel
+
+    wm = BuiltinWorldModel(TASK, suites.DEFAULT, knobs=BuiltinKnobs())
+    for parent in (ROOT, SAMPLE["pair-reduce"], SAMPLE["tilemap-torch-tail-tma"]):
+        moves = wm.propose(parent, wm.initial_beliefs())
+        code = TASK.render(parent)
+        assert moves and all(TASK.render(p.plan) != code for p in moves)
+    described = {p.action.describe() for p in wm.propose(ROOT, wm.initial_beliefs())}
+    # the down-weight prefetch is read by pair dispatch only, TAIL_M by a tile map only
+    assert any(d.startswith("PREFETCH2") for d in described)
+    assert not any(d.startswith("PREFETCH2") and "@huge" in d for d in described)
+    assert not any(d.startswith("TAIL_M") and "@tiny" in d for d in described)

@@ -29,6 +29,9 @@ class Task:
     def regime(self, w):
         return w["r"]
 
+    def canonical(self, plan: Plan):
+        return plan
+
     def infeasible(self, plan: Plan):
         if plan.get("block", "large") == 64 and plan.get("mode", "large") == "b":
             return "large: mode=b cannot take block=64"

@@ -112,12 +112,14 @@ class BuiltinWorldModel:
         return self._priors[key]
 
     def children(self, plan: Plan) -> list[tuple[Action, Plan, str | None]]:
-        """Each one-move child of `plan` with the reason it is infeasible, if it is (cached)."""
+        """Each one-move child of `plan` with the reason it is infeasible, if it is (cached).
+        A move whose settings take no effect (the task renders the child as `plan`) is none."""
         if plan.key not in self._children:
             out = []
+            same = self.task.canonical(plan)
             for action in actions(self.space, plan):
                 child = action.apply(plan)
-                if child != plan:
+                if child != plan and self.task.canonical(child) != same:
                     out.append((action, child, self.task.infeasible(child)))
             self._children[plan.key] = out
         return self._children[plan.key]

@@ -104,6 +104,9 @@ class MoeGemm:
     def infeasible(self, plan: Plan) -> str | None:
         return space.infeasible(plan)
 
+    def canonical(self, plan: Plan) -> Plan:
+        return space.canonical(plan)
+
     def prior(self, param: str, old: Value, new: Value, regime: str) -> Prior | None:
         return priors.prior(param, old, new, regime)
 

@@ -110,6 +110,9 @@ class RmsNorm:
                 max_n[r] = max(max_n.get(r, 0), w["N"])
         return space.infeasible(plan, max_n)
 
+    def canonical(self, plan: Plan) -> Plan:
+        return plan  # every setting is written into the candidate, read or not
+
     def prior(self, param: str, old: Value, new: Value, regime: str) -> Prior | None:
         return space.prior(param, old, new, regime)
 
