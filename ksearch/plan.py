@@ -69,6 +69,7 @@ class DesignSpace:
     params: tuple[Param, ...]
     regimes: tuple[str, ...] = ("all",)
     start: tuple[tuple[str, str, Value], ...] = ()
+    _root: Plan = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for regime, name, value in self.start:
@@ -76,6 +77,10 @@ class DesignSpace:
                 raise ValueError(f"start: unknown regime {regime!r}; known: {self.regimes}")
             if value not in self.param(name).values:
                 raise ValueError(f"start: {name}={value!r} @{regime} is not in its values")
+        table = {r: {p.name: p.default for p in self.params} for r in self.regimes}
+        for regime, name, value in self.start:
+            table[regime][name] = value
+        object.__setattr__(self, "_root", Plan.of(table))  # built once: plans are immutable
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -94,10 +99,7 @@ class DesignSpace:
 
     def root(self) -> Plan:
         """The starting plan: every parameter at its default, or its start value, per regime."""
-        table = {r: {p.name: p.default for p in self.params} for r in self.regimes}
-        for regime, name, value in self.start:
-            table[regime][name] = value
-        return Plan.of(table)
+        return self._root
 
 
 @dataclass(frozen=True, slots=True)
