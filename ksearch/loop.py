@@ -109,16 +109,20 @@ class Search:
 
     # -- selection ---------------------------------------------------------------------------
 
-    def frontier(self, node_id: int) -> Sequence[Proposal]:
-        """Feasible proposals of a passed node whose plans are not in the tree yet."""
+    def proposals(self, node_id: int) -> Sequence[Proposal]:
+        """The world model's proposals for a node under the current beliefs (cached)."""
         if self._proposals_version != self._version():
             self._proposals.clear()  # beliefs changed: every prediction is stale
             self._proposals_version = self._version()
         if node_id not in self._proposals:
             self._proposals[node_id] = self.wm.propose(self.tree[node_id].plan, self.beliefs)
+        return self._proposals[node_id]
+
+    def frontier(self, node_id: int) -> Sequence[Proposal]:
+        """Feasible proposals of a passed node whose plans are not in the tree yet."""
         return [
             p
-            for p in self._proposals[node_id]
+            for p in self.proposals(node_id)
             if p.infeasible is None and p.plan.key not in self.tree.plans
         ]
 
@@ -291,7 +295,8 @@ class Search:
 
     def _prune(self, node_id: int) -> None:
         """List the statically infeasible proposals of a passed node as pruned children."""
-        for p in self.wm.propose(self.tree[node_id].plan, self.beliefs):
+        pruned = []
+        for p in self.proposals(node_id):
             if p.infeasible is not None and p.plan.key not in self.tree.plans:
                 self.tree, child = add_child(
                     self.tree,
@@ -305,7 +310,8 @@ class Search:
                     reason=p.infeasible,
                 )
                 self.tree = update(self.tree, child, step=self.applied)
-                self._save(child)
+                pruned.append(self.tree[child])
+        self.store.save_nodes(pruned, self.iteration)
 
     # -- persistence and display -------------------------------------------------------------
 

@@ -91,6 +91,11 @@ class DesignSpace:
     def complete(self, plan: Plan) -> Plan:
         """`plan` with each parameter it lacks at that parameter's default: a plan written
         before a parameter was added keeps meaning the code it meant then."""
+        names = {p.name for p in self.params}
+        if len(plan.items) == len(plan.regimes) * len(names) and all(
+            p in names for _, p, _ in plan.items
+        ):
+            return plan  # (regime, param) pairs are unique, so every one is there
         table = plan.table()
         for row in table.values():
             for p in self.params:
@@ -112,6 +117,9 @@ class Plan:
     )
 
     _key: list[str] = field(default_factory=list, compare=False, hash=False, repr=False)
+    _regimes: list[tuple[str, ...]] = field(
+        default_factory=list, compare=False, hash=False, repr=False
+    )
 
     def __post_init__(self) -> None:
         self._lookup.update({(r, p): v for r, p, v in self.items})
@@ -122,7 +130,9 @@ class Plan:
 
     @property
     def regimes(self) -> tuple[str, ...]:
-        return tuple(dict.fromkeys(r for r, _ in self._lookup))
+        if not self._regimes:
+            self._regimes.append(tuple(dict.fromkeys(r for r, _ in self._lookup)))
+        return self._regimes[0]
 
     def get(self, param: str, regime: str) -> Value:
         return self._lookup[(regime, param)]
@@ -134,10 +144,12 @@ class Plan:
         return out
 
     def with_value(self, param: str, value: Value, regimes: tuple[str, ...]) -> Plan:
-        table = self.table()
+        # the (regime, param) order of the items is unchanged, so no re-sort
         for r in regimes:
-            table[r][param] = value
-        return Plan.of(table)
+            self.get(param, r)  # KeyError for a setting the plan does not have
+        return Plan(
+            tuple((r, p, value if p == param and r in regimes else v) for r, p, v in self.items)
+        )
 
     def to_json(self) -> str:
         return json.dumps(self.table(), sort_keys=True, separators=(",", ":"))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -180,26 +180,32 @@ class Store:
     # -- nodes -------------------------------------------------------------------------------
 
     def save_node(self, node: Node, iteration: int) -> None:
-        with self.db.conn:
-            self.db.table("nodes").upsert(
-                {
-                    "id": node.id,
-                    "parent": node.parent,
-                    "action": None if node.action is None else json.dumps(node.action.to_dict()),
-                    "plan": node.plan.to_json(),
-                    "plan_key": node.plan.key,
-                    "status": node.status.value,
-                    "reason": node.reason,
-                    "prior": node.prior,
-                    "pred_mean": node.pred_mean,
-                    "pred_std": node.pred_std,
-                    "value": node.value,
-                    "candidate": node.candidate,
-                    "step": node.step,
-                    "iteration": iteration,
-                },
-                pk="id",
-            )
+        self.save_nodes([node], iteration)
+
+    def save_nodes(self, nodes: Sequence[Node], iteration: int) -> None:
+        """Insert or update nodes in one transaction (one commit for many pruned children)."""
+        rows = [
+            {
+                "id": node.id,
+                "parent": node.parent,
+                "action": None if node.action is None else json.dumps(node.action.to_dict()),
+                "plan": node.plan.to_json(),
+                "plan_key": node.plan.key,
+                "status": node.status.value,
+                "reason": node.reason,
+                "prior": node.prior,
+                "pred_mean": node.pred_mean,
+                "pred_std": node.pred_std,
+                "value": node.value,
+                "candidate": node.candidate,
+                "step": node.step,
+                "iteration": iteration,
+            }
+            for node in nodes
+        ]
+        if rows:
+            with self.db.conn:
+                self.db.table("nodes").upsert_all(rows, pk="id")
 
     def nodes(self) -> list[dict[str, Any]]:
         return list(self.db.table("nodes").rows_where(order_by="id"))

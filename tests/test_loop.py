@@ -2,6 +2,7 @@
 
 import json
 import time
+from collections import Counter
 from types import SimpleNamespace
 
 import pytest
@@ -10,6 +11,7 @@ from ksearch import loop
 from ksearch.loop import SearchConfig
 from ksearch.replay import load
 from ksearch.store import Store
+from worldmodel.builtin import BuiltinWorldModel
 
 from landscape import Landscape, LandscapeScorer
 from search_helpers import search
@@ -118,3 +120,16 @@ def test_a_resumed_run_starts_its_time_limit_after_replaying(tmp_path, monkeypat
     assert 1 <= len(scorer.calls) < 28  # new work, stopped by the limit before the budget
     assert {n.plan.key for n in first.nodes} <= {n.plan.key for n in resumed.nodes}
     assert sum(e["kind"] == "time_limit" for e in Store(db).events()) == 1
+
+
+def test_the_world_model_is_asked_once_per_node_and_beliefs_version(monkeypatch):
+    asked: Counter[tuple[str, int]] = Counter()
+    propose = BuiltinWorldModel.propose
+
+    def counting(self, plan, beliefs):
+        asked[(plan.key, beliefs.version)] += 1
+        return propose(self, plan, beliefs)
+
+    monkeypatch.setattr(BuiltinWorldModel, "propose", counting)
+    search("mcts", 3, 12)
+    assert len(asked) > 12 and max(asked.values()) == 1

@@ -53,6 +53,25 @@ def test_regime_action_changes_only_its_regime():
     assert child.get("block", "small") == 32
 
 
+def test_a_move_keeps_the_plans_order_and_refuses_a_setting_the_plan_lacks():
+    child = Action("block", 64, "large").apply(SPACE.root())
+    assert child.items == Plan.of(child.table()).items
+    with pytest.raises(KeyError):
+        SPACE.root().with_value("stages", 3, ("small",))
+
+
+def test_complete_fills_what_an_older_plan_lacks_and_keeps_a_complete_plan():
+    old = Plan.of({"small": {"mode": "b"}, "large": {"mode": "c", "block": 64}})
+    assert SPACE.complete(old).table() == {
+        "small": {"mode": "b", "block": 32},
+        "large": {"mode": "c", "block": 64},
+    }
+    root = SPACE.root()
+    assert SPACE.complete(root) is root
+    extra = Plan.of({r: {**row, "stages": 3} for r, row in root.table().items()})
+    assert SPACE.complete(extra) == extra  # a setting it does not know is kept
+
+
 def test_action_kind_names_the_transition():
     assert Action("block", 64).kind(SPACE.root(), "small") == "block:32->64"
 

@@ -5,7 +5,9 @@ import sqlite3
 import pytest
 
 from ksearch.evaluation import Evaluation, Method, Status, WorkloadResult
+from ksearch.plan import Action, DesignSpace, Param, ParamKind, Plan
 from ksearch.store import MIGRATIONS, Store, StoreError
+from ksearch.tree import NodeStatus, Tree, add_child, update
 
 
 def test_a_new_database_gets_every_migration_once(tmp_path):
@@ -49,3 +51,28 @@ def test_a_foreign_sqlite_file_is_not_read_as_a_run(tmp_path):
     conn.close()
     with pytest.raises(StoreError, match="not a ksearch run database"):
         Store(other, readonly=True)
+
+
+def test_nodes_saved_in_one_batch_round_trip_and_update_in_place(tmp_path):
+    space = DesignSpace(params=(Param("block", (16, 32, 64), 32, ParamKind.KNOB),))
+    tree = Tree.start(space.root())
+    for value in (16, 64):
+        action = Action("block", value)
+        tree, _ = add_child(
+            tree, 0, action, plan=action.apply(space.root()), prior=0.5, pred_mean=0.1,
+            pred_std=0.2, status=NodeStatus.PRUNED, reason=f"block {value} does not fit",
+        )  # fmt: skip
+    store = Store(tmp_path / "search.db")
+    store.save_nodes(tree.nodes, 3)
+    store.save_nodes([], 4)  # nothing to write
+    rows = store.nodes()
+    assert [(r["id"], r["parent"], r["status"], r["iteration"]) for r in rows] == [
+        (0, None, "open", 3),
+        (1, 0, "pruned", 3),
+        (2, 0, "pruned", 3),
+    ]
+    assert [Plan.from_json(r["plan"]) for r in rows] == [n.plan for n in tree.nodes]
+    assert rows[2]["reason"] == "block 64 does not fit"
+    store.save_node(update(tree, 1, status=NodeStatus.FAILED)[1], 5)
+    again = Store(tmp_path / "search.db").nodes()
+    assert (again[1]["id"], again[1]["status"]) == (1, "failed")

@@ -159,14 +159,18 @@ SPACE = DesignSpace(
 _SORTED_ONLY = ("metadata", "swap_ab", "schedule", "BLOCK_M", "GROUP_M", "PROGRAMS_PER_SM")
 #: settings only a pair-dispatch program reads
 _PAIR_ONLY = ("pair_mma", "PREFETCH2")
+#: settings that decide which others take effect
+_DEPENDS = ("dispatch", "schedule", "combine", "swap_ab")
 
 
 def canonical(plan: Plan) -> Plan:
     """`plan` with settings that have no effect reset to the starting plan's, so plans that
     differ only there render the same code (and are measured once)."""
     root = SPACE.root()
-    table = SPACE.complete(plan).table()
-    for regime, row in table.items():
+    plan = SPACE.complete(plan)
+    reset: dict[tuple[str, str], Value] = {}
+    for regime in plan.regimes:
+        row = {name: plan.get(name, regime) for name in _DEPENDS}
         unused = list(_SORTED_ONLY) if row["dispatch"] == "pair" else list(_PAIR_ONLY)
         if row["schedule"] != "persistent":
             unused.append("PROGRAMS_PER_SM")
@@ -175,8 +179,11 @@ def canonical(plan: Plan) -> Plan:
         if not reads_tail(row):
             unused.append("TAIL_M")
         for name in unused:
-            row[name] = root.get(name, regime)
-    return Plan.of(table)
+            if plan.get(name, regime) != root.get(name, regime):
+                reset[(regime, name)] = root.get(name, regime)
+    if not reset:
+        return plan
+    return Plan(tuple((r, p, reset.get((r, p), v)) for r, p, v in plan.items))
 
 
 def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
