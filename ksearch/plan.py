@@ -70,6 +70,7 @@ class DesignSpace:
     regimes: tuple[str, ...] = ("all",)
     start: tuple[tuple[str, str, Value], ...] = ()
     _root: Plan = field(init=False, repr=False, compare=False)
+    _names: frozenset[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for regime, name, value in self.start:
@@ -81,6 +82,7 @@ class DesignSpace:
         for regime, name, value in self.start:
             table[regime][name] = value
         object.__setattr__(self, "_root", Plan.of(table))  # built once: plans are immutable
+        object.__setattr__(self, "_names", frozenset(p.name for p in self.params))
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -91,7 +93,7 @@ class DesignSpace:
     def complete(self, plan: Plan) -> Plan:
         """`plan` with each parameter it lacks at that parameter's default: a plan written
         before a parameter was added keeps meaning the code it meant then."""
-        names = {p.name for p in self.params}
+        names = self._names
         if len(plan.items) == len(plan.regimes) * len(names) and all(
             p in names for _, p, _ in plan.items
         ):
