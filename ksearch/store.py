@@ -18,7 +18,7 @@ from typing import Any
 import sqlite_utils
 
 from ksearch.evaluation import Evaluation
-from ksearch.tree import Node
+from ksearch.tree import Node, NodeStatus
 
 
 class StoreError(RuntimeError):
@@ -114,11 +114,30 @@ def _m003_llm_calls(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m004_plan_diffs(db: sqlite_utils.Database) -> None:
+    """A node's plan may be stored as the settings where it differs from its parent's."""
+    db.table("nodes").add_column("plan_diff", str)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_timing_method,
     _m003_llm_calls,
+    _m004_plan_diffs,
 ]
+
+
+def _diff(table: dict[str, dict[str, Any]], parent: dict[str, dict[str, Any]]) -> str | None:
+    """The settings of `table` that differ from `parent`'s as JSON, or None when the two
+    do not have the same regimes and parameters (then only the whole plan will do)."""
+    if table.keys() != parent.keys() or any(table[r].keys() != parent[r].keys() for r in table):
+        return None
+    changed: dict[str, dict[str, Any]] = {}
+    for regime, row in table.items():
+        for param, value in row.items():
+            if parent[regime][param] != value:
+                changed.setdefault(regime, {})[param] = value
+    return json.dumps(changed, sort_keys=True, separators=(",", ":"))
 
 
 class Store:
@@ -126,6 +145,8 @@ class Store:
 
     def __init__(self, path: Path | str | None, *, readonly: bool = False) -> None:
         self.path = path
+        #: the plans (as tables) of the nodes saved through this store, by id
+        self._tables: dict[int, dict[str, dict[str, Any]]] = {}
         try:
             if path is None:
                 self.db = sqlite_utils.Database(memory=True)
@@ -183,32 +204,61 @@ class Store:
         self.save_nodes([node], iteration)
 
     def save_nodes(self, nodes: Sequence[Node], iteration: int) -> None:
-        """Insert or update nodes in one transaction (one commit for many pruned children)."""
-        rows = [
-            {
-                "id": node.id,
-                "parent": node.parent,
-                "action": None if node.action is None else json.dumps(node.action.to_dict()),
-                "plan": node.plan.to_json(),
-                "plan_key": node.plan.key,
-                "status": node.status.value,
-                "reason": node.reason,
-                "prior": node.prior,
-                "pred_mean": node.pred_mean,
-                "pred_std": node.pred_std,
-                "value": node.value,
-                "candidate": node.candidate,
-                "step": node.step,
-                "iteration": iteration,
-            }
-            for node in nodes
-        ]
+        """Insert or update nodes in one transaction (one commit for many pruned children).
+
+        A node whose parent this store has saved keeps only the settings where its plan
+        differs from the parent's (a few dozen bytes instead of the whole plan: a moe_gemm
+        search lists some 60 pruned children per expanded node); `nodes()` rebuilds it.
+        """
+        rows = []
+        for node in nodes:
+            table = node.plan.table()
+            if node.status is not NodeStatus.PRUNED:  # a pruned node has no children
+                self._tables[node.id] = table
+            parent = None if node.parent is None else self._tables.get(node.parent)
+            diff = None if parent is None else _diff(table, parent)
+            rows.append(self._node_row(node, iteration, diff))
         if rows:
             with self.db.conn:
                 self.db.table("nodes").upsert_all(rows, pk="id")
 
+    @staticmethod
+    def _node_row(node: Node, iteration: int, diff: str | None) -> dict[str, Any]:
+        return {
+            "id": node.id,
+            "parent": node.parent,
+            "action": None if node.action is None else json.dumps(node.action.to_dict()),
+            "plan": node.plan.to_json() if diff is None else None,
+            "plan_diff": diff,
+            "plan_key": node.plan.key,
+            "status": node.status.value,
+            "reason": node.reason,
+            "prior": node.prior,
+            "pred_mean": node.pred_mean,
+            "pred_std": node.pred_std,
+            "value": node.value,
+            "candidate": node.candidate,
+            "step": node.step,
+            "iteration": iteration,
+        }
+
     def nodes(self) -> list[dict[str, Any]]:
-        return list(self.db.table("nodes").rows_where(order_by="id"))
+        """Every node row in id order, each with its whole plan (as JSON) under "plan"."""
+        rows = list(self.db.table("nodes").rows_where(order_by="id"))
+        parents = {row["parent"] for row in rows}
+        tables: dict[int, dict[str, dict[str, Any]]] = {}
+        for row in rows:
+            diff = row.pop("plan_diff", None)
+            if row["plan"] is None:  # a parent's id is below its children's
+                table = {r: dict(settings) for r, settings in tables[row["parent"]].items()}
+                for regime, changed in json.loads(diff).items():
+                    table[regime].update(changed)
+                row["plan"] = json.dumps(table, sort_keys=True, separators=(",", ":"))
+            elif row["id"] in parents:
+                table = json.loads(row["plan"])
+            if row["id"] in parents:
+                tables[row["id"]] = table
+        return rows
 
     # -- candidates and evaluations ----------------------------------------------------------
 

@@ -1,5 +1,6 @@
 """The run database: migrations, round trips, and unusable files."""
 
+import json
 import sqlite3
 
 import pytest
@@ -16,6 +17,61 @@ def test_a_new_database_gets_every_migration_once(tmp_path):
     store = Store(db)  # opening again applies nothing twice
     assert [r["number"] for r in store.db["migrations"].rows] == list(range(1, len(MIGRATIONS) + 1))
     assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_children_are_stored_as_their_changes_from_the_parent_and_read_back_whole(tmp_path):
+    space = DesignSpace(
+        params=(
+            Param("block", (16, 32, 64), 32, ParamKind.KNOB),
+            Param("warps", (2, 4, 8), 4, ParamKind.KNOB),
+        ),
+        regimes=("small", "large"),
+    )
+    tree = Tree.start(space.root())
+    moves = [(0, Action("block", 64, "small"), NodeStatus.PASSED)]
+    moves += [(1, Action("warps", 8), NodeStatus.PRUNED), (1, Action("warps", 2), NodeStatus.OPEN)]
+    for parent, action, status in moves:
+        plan = action.apply(tree[parent].plan)
+        tree, _ = add_child(
+            tree, parent, action, plan=plan, prior=0.5, pred_mean=0.0, pred_std=0.1, status=status
+        )
+    path = tmp_path / "search.db"
+    Store(path).save_nodes(tree.nodes, 1)
+    raw = list(Store(path).db.query("select plan, plan_diff from nodes order by id"))
+    assert raw[0]["plan_diff"] is None and Plan.from_json(raw[0]["plan"]) == space.root()
+    assert [r["plan"] for r in raw[1:]] == [None, None, None]
+    assert json.loads(raw[1]["plan_diff"]) == {"small": {"block": 64}}
+    assert json.loads(raw[2]["plan_diff"]) == {"large": {"warps": 8}, "small": {"warps": 8}}
+    rows = Store(path, readonly=True).nodes()
+    assert [Plan.from_json(r["plan"]) for r in rows] == [n.plan for n in tree.nodes]
+    assert [r["plan"] for r in rows] == [n.plan.to_json() for n in tree.nodes]
+    assert all("plan_diff" not in r for r in rows)
+    # a store that has not saved the parent (another process) stores the child whole
+    Store(path).save_node(update(tree, 3, status=NodeStatus.FAILED)[3], 2)
+    raw = list(Store(path).db.query("select plan, plan_diff from nodes where id = 3"))
+    assert Plan.from_json(raw[0]["plan"]) == tree[3].plan and raw[0]["plan_diff"] is None
+    assert [r["status"] for r in Store(path).nodes()] == ["open", "passed", "pruned", "failed"]
+
+
+def test_a_database_from_before_plan_diffs_reads_and_grows(tmp_path):
+    path = tmp_path / "search.db"
+    old = Store(path)
+    old.db.execute("DELETE FROM migrations WHERE number = 4")
+    old.db.conn.commit()
+    space = DesignSpace(params=(Param("block", (16, 32), 32, ParamKind.KNOB),))
+    tree = Tree.start(space.root())
+    row = Store._node_row(tree[0], 1, None)
+    del row["plan_diff"]
+    old.db.execute("ALTER TABLE nodes DROP COLUMN plan_diff")
+    old.db.table("nodes").insert(row)
+    old.db.conn.commit()
+    store = Store(path)  # migrates
+    tree, _ = add_child(
+        tree, 0, Action("block", 16), plan=Action("block", 16).apply(space.root()), prior=0.5,
+        pred_mean=0.0, pred_std=0.1, status=NodeStatus.PRUNED,
+    )  # fmt: skip
+    store.save_nodes(tree.nodes, 2)
+    assert [Plan.from_json(r["plan"]) for r in store.nodes()] == [n.plan for n in tree.nodes]
 
 
 def test_evaluations_round_trip(tmp_path):
