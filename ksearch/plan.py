@@ -109,6 +109,11 @@ class DesignSpace:
         return self._root
 
 
+def table_json(table: Mapping[str, Mapping[str, Value]]) -> str:
+    """A plan's table (or part of one) as the compact, key-sorted JSON plans are stored in."""
+    return json.dumps(table, sort_keys=True, separators=(",", ":"))
+
+
 @dataclass(frozen=True, slots=True)
 class Plan:
     """A value for every (regime, parameter), stored as a sorted tuple so it hashes."""
@@ -154,7 +159,7 @@ class Plan:
         )
 
     def to_json(self) -> str:
-        return json.dumps(self.table(), sort_keys=True, separators=(",", ":"))
+        return table_json(self.table())
 
     @staticmethod
     def from_json(text: str) -> Plan:

@@ -18,6 +18,7 @@ from typing import Any
 import sqlite_utils
 
 from ksearch.evaluation import Evaluation
+from ksearch.plan import table_json
 from ksearch.tree import Node, NodeStatus
 
 
@@ -137,7 +138,7 @@ def _diff(table: dict[str, dict[str, Any]], parent: dict[str, dict[str, Any]]) -
         for param, value in row.items():
             if parent[regime][param] != value:
                 changed.setdefault(regime, {})[param] = value
-    return json.dumps(changed, sort_keys=True, separators=(",", ":"))
+    return table_json(changed)
 
 
 class Store:
@@ -253,9 +254,11 @@ class Store:
                 table = {r: dict(settings) for r, settings in tables[row["parent"]].items()}
                 for regime, changed in json.loads(diff).items():
                     table[regime].update(changed)
-                row["plan"] = json.dumps(table, sort_keys=True, separators=(",", ":"))
+                row["plan"] = table_json(table)
             elif row["id"] in parents:
                 table = json.loads(row["plan"])
+            else:
+                continue
             if row["id"] in parents:
                 tables[row["id"]] = table
         return rows
