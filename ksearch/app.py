@@ -90,7 +90,7 @@ def search(cfg: DictConfig) -> None:
                 f"the starting plan did not pass ({tree.root.status.value}: "
                 f"{tree.root.reason}); nothing to search from"
             )
-        outcome = finish(tree, store, harness, run_dir, search_cfg.finalists)
+        outcome = finish(tree, store, harness, run_dir, search_cfg.finalists, say=console.print)
     except (HarnessError, WorldModelError) as e:
         store.event(engine.iteration, "stopped", reason=str(e))
         return fail(f"{e}; run the same command again to resume from {run_dir}")

@@ -2,8 +2,9 @@
 
 Tables: run (config, seed, fingerprint), nodes, candidates (source by content
 hash), evaluations and workloads (per-workload rows), beliefs (one row per
-world-model version) and events (append-only log). The schema evolves by
-numbered migrations recorded in `migrations`.
+world-model version, zlib-compressed), finals (each re-measurement of a run's
+finalists) and events (append-only log). The schema evolves by numbered
+migrations recorded in `migrations`.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -120,11 +122,26 @@ def _m004_plan_diffs(db: sqlite_utils.Database) -> None:
     db.table("nodes").add_column("plan_diff", str)
 
 
+def _m005_finals(db: sqlite_utils.Database) -> None:
+    """The finalists' re-measurements, whole, one round per end of a run or of a chunk."""
+    db.table("finals").create(
+        {"round": int, "node": int, "candidate": str, "data": str, "created": float},
+        pk=("round", "candidate"),
+    )
+
+
+def _m006_packed_beliefs(db: sqlite_utils.Database) -> None:
+    """Beliefs may be stored zlib-compressed (`packed`) instead of as JSON text (`data`)."""
+    db.table("beliefs").add_column("packed", bytes)
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m001_initial,
     _m002_timing_method,
     _m003_llm_calls,
     _m004_plan_diffs,
+    _m005_finals,
+    _m006_packed_beliefs,
 ]
 
 
@@ -302,6 +319,31 @@ class Store:
         rows = list(self.db.table("candidates").rows_where("hash = ?", [candidate]))
         return rows[0]["source"] if rows else None
 
+    # -- finals ------------------------------------------------------------------------------
+
+    def save_finals(self, results: dict[int, Evaluation]) -> None:
+        """Store one re-measurement of the finalists (node id to evaluation) as a new round."""
+        row = self.db.execute("select coalesce(max(round), 0) from finals").fetchone()
+        now = time.time()
+        with self.db.conn:
+            self.db.table("finals").insert_all(
+                {
+                    "round": row[0] + 1,
+                    "node": node,
+                    "candidate": ev.candidate,
+                    "data": ev.to_json(),
+                    "created": now,
+                }
+                for node, ev in results.items()
+            )
+
+    def finals(self) -> dict[str, Evaluation]:
+        """The latest re-measurement of the finalists by candidate ({} if there was none)."""
+        rows = self.db.execute(
+            "select candidate, data from finals where round = (select max(round) from finals)"
+        ).fetchall()
+        return {c: Evaluation.from_dict(json.loads(data)) for c, data in rows}
+
     # -- LLM calls ---------------------------------------------------------------------------
 
     def llm_call(self, key: str) -> dict[str, Any] | None:
@@ -340,10 +382,21 @@ class Store:
     # -- beliefs and events ------------------------------------------------------------------
 
     def save_beliefs(self, version: int, step: int, data: str) -> None:
+        """Store one world-model version, compressed (a built-in model's beliefs are some
+        40 KB of JSON, and a search saves one version per measured child)."""
+        packed = zlib.compress(data.encode(), 6)
         with self.db.conn:
             self.db.table("beliefs").upsert(
-                {"version": version, "step": step, "data": data}, pk="version"
+                {"version": version, "step": step, "data": None, "packed": packed}, pk="version"
             )
+
+    def beliefs(self, version: int) -> str | None:
+        """The JSON of world-model version `version`, or None if it was not stored."""
+        rows = list(self.db.table("beliefs").rows_where("version = ?", [version]))
+        if not rows:
+            return None
+        row = rows[0]
+        return row["data"] if row.get("packed") is None else zlib.decompress(row["packed"]).decode()
 
     def event(self, iteration: int, kind: str, **data: Any) -> None:
         with self.db.conn:

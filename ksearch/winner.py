@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,24 +45,41 @@ def finalists(tree: Tree, count: int) -> list[int]:
     return out
 
 
-def finish(tree: Tree, store: Store, scorer: Scorer, run_dir: Path, count: int) -> Outcome | None:
-    """Re-measure the finalists on every workload; write the best as winner.py, and summary.json."""
+def finish(
+    tree: Tree,
+    store: Store,
+    scorer: Scorer,
+    run_dir: Path,
+    count: int,
+    say: Callable[[str], object] = log.info,
+) -> Outcome | None:
+    """Re-measure the finalists on every workload, side by side; write the best as winner.py,
+    and summary.json. A resumed run whose finalists are the candidates re-measured at its
+    last end keeps that measurement instead of repeating it. `say` tells a person which."""
     ids = finalists(tree, count)
     if not ids:
         return None
     sources = {i: store.source(tree[i].candidate or "") or "" for i in ids}
-    futures = {i: scorer.submit(sources[i], screen=False) for i in ids}
-    results = {i: f.result() for i, f in futures.items()}
-    for i, ev in results.items():
-        store.event(
-            -1,
-            "final",
-            node=i,
-            candidate=ev.candidate,
-            status=ev.status.value,
-            score=ev.score,
-            search_score=_score(tree, i),
-        )
+    earlier = store.finals()
+    if earlier and set(earlier) == {tree[i].candidate for i in ids}:
+        say(f"the {len(ids)} finalists were re-measured when this run last ended; kept")
+        results = {i: earlier[tree[i].candidate or ""] for i in ids}
+        store.event(-1, "finals_kept", nodes=ids)
+    else:
+        say(f"re-measuring {len(ids)} finalists on every workload, side by side")
+        futures = {i: scorer.submit(sources[i], screen=False) for i in ids}
+        results = {i: f.result() for i, f in futures.items()}
+        store.save_finals(results)
+        for i, ev in results.items():
+            store.event(
+                -1,
+                "final",
+                node=i,
+                candidate=ev.candidate,
+                status=ev.status.value,
+                score=ev.score,
+                search_score=_score(tree, i),
+            )
     passed = [i for i in ids if results[i].passed and results[i].score is not None]
     if not passed:
         log.warning("no finalist passed its re-measurement")

@@ -53,7 +53,14 @@ def test_a_search_writes_winner_summary_and_the_same_seed_gives_the_same_tree(tm
         out = ksearch(*FAST, "search.budget=5", "seed=3", f"hydra.run.dir={d}")
         assert out.returncode == 0, out.stderr
     assert tree_of(a) == tree_of(b)
-    summary = json.loads((a / "summary.json").read_text())
+    summary_text = (a / "summary.json").read_text()
+    again = ksearch(*FAST, "search.budget=5", "seed=3", f"hydra.run.dir={a}")
+    assert again.returncode == 0, again.stderr
+    assert "re-measured when this run last ended; kept" in again.stderr
+    assert (a / "summary.json").read_text() == summary_text
+    with sqlite3.connect(a / "search.db") as conn:
+        assert conn.execute("select max(round) from finals").fetchone()[0] == 1
+    summary = json.loads(summary_text)
     assert summary["evaluations"] == 5 and summary["winner"]["method"] == "estimate"
     winner = (a / "winner.py").read_text()
     assert winner.startswith("# ksearch-plan: ")

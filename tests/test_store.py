@@ -132,3 +132,40 @@ def test_nodes_saved_in_one_batch_round_trip_and_update_in_place(tmp_path):
     store.save_node(update(tree, 1, status=NodeStatus.FAILED)[1], 5)
     again = Store(tmp_path / "search.db").nodes()
     assert (again[1]["id"], again[1]["status"]) == (1, "failed")
+
+
+def test_beliefs_are_stored_compressed_and_read_back(tmp_path):
+    store = Store(tmp_path / "search.db")
+    data = json.dumps({"effects": {f"regime{i}": [i * 0.01, 1.0] for i in range(2000)}})
+    store.save_beliefs(1, 0, data)
+    store.save_beliefs(2, 1, "{}")
+    row = next(store.db["beliefs"].rows_where("version = 1"))
+    assert row["data"] is None and len(row["packed"]) < len(data) / 4
+    assert store.beliefs(1) == data and store.beliefs(2) == "{}"
+    assert store.beliefs(3) is None
+
+
+def test_beliefs_stored_as_text_before_compression_still_read(tmp_path):
+    path = tmp_path / "search.db"
+    old = Store(path)
+    old.db.execute("DELETE FROM migrations WHERE number = 6")
+    old.db.execute("ALTER TABLE beliefs DROP COLUMN packed")
+    old.db.table("beliefs").insert({"version": 1, "step": 0, "data": '{"old": true}'})
+    old.db.conn.commit()
+    store = Store(path)  # migrates
+    store.save_beliefs(2, 1, '{"new": true}')
+    assert store.beliefs(1) == '{"old": true}' and store.beliefs(2) == '{"new": true}'
+
+
+def test_the_latest_round_of_finals_is_read_back_whole(tmp_path):
+    store = Store(tmp_path / "search.db")
+    assert store.finals() == {}
+
+    def ev(candidate, score):
+        result = WorkloadResult("w", Status.PASSED, latency_us=10.0, speedup=score)
+        return Evaluation(Status.PASSED, candidate, Method.CUDA_GRAPH, (result,), score=score)
+
+    store.save_finals({3: ev("a", 1.5), 0: ev("b", 1.4)})
+    store.save_finals({3: ev("a", 1.6), 5: ev("c", 1.2)})
+    assert Store(tmp_path / "search.db").finals() == {"a": ev("a", 1.6), "c": ev("c", 1.2)}
+    assert [r["round"] for r in store.db["finals"].rows] == [1, 1, 2, 2]

@@ -105,3 +105,31 @@ def test_a_finalist_that_beats_the_starting_plan_on_remeasurement_wins(tmp_path)
     outcome = finish(tree, _store(tree), scorer, tmp_path, 2)
     assert outcome is not None and outcome.node == 2
     assert (tmp_path / "winner.py").read_text() == "source of c2"
+
+
+def test_a_resumed_end_with_the_same_finalists_keeps_their_measurement(tmp_path):
+    tree = _tree(1.56, [1.60, 1.59, 1.58])
+    store = _store(tree)
+    sources = {f"source of c{i}": f"c{i}" for i in range(5)}
+    first = _Remeasure({"c0": 1.57, "c1": 1.55, "c2": 1.58}, sources)
+    assert finish(tree, store, first, tmp_path, 2).node == 2
+    summary = (tmp_path / "summary.json").read_text()
+
+    again = _Remeasure({"c0": 9.0, "c1": 9.0, "c2": 9.0}, sources)  # would change the winner
+    outcome = finish(tree, store, again, tmp_path, 2)
+    assert again.submitted == []
+    assert outcome.node == 2 and outcome.evaluation.score == 1.58
+    assert (tmp_path / "summary.json").read_text() == summary
+    assert [e["kind"] for e in store.events()].count("finals_kept") == 1
+
+    # a new candidate among the best: every finalist is measured again, side by side
+    tree, node = add_child(
+        tree, 0, Action("x", 9), plan=Plan.of({"r": {"x": 9}}), prior=1.0, pred_mean=0.0,
+        pred_std=1.0,
+    )  # fmt: skip
+    tree = _measured(tree, node, 1.70)
+    store.save_evaluation("source of c4", None, Evaluation(Status.PASSED, "c4", None, score=1.7))
+    third = _Remeasure({"c0": 1.57, "c4": 1.54, "c1": 1.56}, sources)
+    outcome = finish(tree, store, third, tmp_path, 2)
+    assert sorted(third.submitted) == [("c0", False), ("c1", False), ("c4", False)]
+    assert outcome.node == 0
