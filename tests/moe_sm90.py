@@ -21,6 +21,8 @@ POINTERS = {
     "w2_ptr": "*bf16",
     "h_ptr": "*bf16",
     "weight_ptr": "*fp32",
+    "y_ptr": "*fp32",
+    "out_ptr": "*bf16",
 }
 
 
@@ -54,7 +56,15 @@ def compile_sm90(fn, constexprs, desc=None, **options):
         "mma.sync",
         "prefetch.global.L2",
     )
-    return {"shared": compiled.metadata.shared, **{m: m in ptx for m in markers}}
+    wait = ptx.find("griddepcontrol.wait")
+    loads = ptx.find("ld.global.v4")
+    return {
+        "shared": compiled.metadata.shared,
+        **{m: m in ptx for m in markers},
+        "griddepcontrol.wait": wait >= 0,
+        # a weight load issued before the wait for the kernel this one depends on
+        "loads before the wait": 0 <= loads < wait,
+    }
 
 
 def main() -> None:
@@ -65,7 +75,7 @@ def main() -> None:
     spec = importlib.util.spec_from_file_location("candidate", path)
     m = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(m)
-    pair = dict(FUSED=True, DESC=False, ZERO=False, PREFETCH=False)
+    pair = dict(FUSED=True, DESC=False, ZERO=False, PREFETCH=False, PDL=False)
     out = {
         "tiny": compile_sm90(
             m._pair_gemm1,
@@ -79,6 +89,24 @@ def main() -> None:
             ),
             num_warps=tiny["num_warps1"],
             num_stages=tiny["num_stages1"],
+        ),
+        "early_down": compile_sm90(
+            m._pair_gemm2,
+            dict(
+                BLOCK_N=tiny["BLOCK_N2"],
+                BLOCK_K=tiny["BLOCK_K2"],
+                DESC=False,
+                COMBINE=2,
+                SPLIT_K=tiny["SPLIT_K"],
+                MMA=True,
+                ROWS=16,
+                FINISH=True,
+                STAGES=tiny["num_stages2"],
+                EARLY=True,
+                PDL=True,
+            ),
+            num_warps=tiny["num_warps2"],
+            num_stages=tiny["num_stages2"],
         ),
         "cuda_cores": compile_sm90(
             m._pair_gemm1,

@@ -39,6 +39,12 @@ def test_the_decode_matrix_vector_products_are_pipelined_on_tensor_cores(compile
     assert k["shared"] >= (tiny["num_stages1"] - 1) * per_stage
 
 
+def test_an_early_down_gemm_loads_weights_before_it_waits_for_the_gate_up_gemm(compiled):
+    k = compiled["early_down"]
+    assert k["griddepcontrol.wait"] and k["loads before the wait"] and k["mma.sync"]
+    assert not compiled["tiny"]["griddepcontrol.wait"]  # no dependent launch: no wait
+
+
 def test_cuda_core_matrix_vector_loops_are_pipelined_too(compiled):
     k = compiled["cuda_cores"]
     assert k["cp.async"] and not k["mma.sync"]

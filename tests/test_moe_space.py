@@ -69,10 +69,11 @@ SAMPLE = {
     ),
     "pair-reduce": plan(**PAIR, dispatch="pair", combine="reduce"),
     "pair-mma-fused": plan(**PAIR, dispatch="pair", pair_mma=True, combine="fused"),
-    "pair-mma-separate-atomic-splitk-tma-finished-in-kernels": plan(
+    "pair-mma-separate-atomic-splitk-tma-finished-in-kernels-early-down": plan(
         **dict(PAIR, SPLIT_K=2, BLOCK_N1=32, BLOCK_N2=16),
         dispatch="pair",
         pair_mma=True,
+        early_down=True,
         epilogue="separate",
         combine="atomic",
         atomic_finish="kernels",

@@ -248,6 +248,8 @@ def run(x, topk_ids, topk_weights, w1, w2):
         y = torch.empty(tokens, hidden, dtype=x.dtype, device=x.device)
     else:
         y = torch.empty(pairs, hidden, dtype=x.dtype, device=x.device)
+    # a programmatic dependent launch of the down GEMM (not interpreted)
+    pdl = bool(c["early_down"]) and x.is_cuda
     if c["dispatch"] == "pair":
         grid = (pairs * triton.cdiv(width, c["BLOCK_N1"]),)
         # 128-byte lines of each pair's down weights to prefetch into L2 (not interpreted)
@@ -276,6 +278,7 @@ def run(x, topk_ids, topk_weights, w1, w2):
             ZERO=finish,
             STAGES=c["num_stages1"],
             PREFETCH=lines2 > 0,
+            PDL=pdl,
             **_opts(c, 1),
         )
     else:
@@ -350,6 +353,9 @@ def run(x, topk_ids, topk_weights, w1, w2):
             ROWS=max(16, triton.next_power_of_2(top_k)),
             FINISH=finish,
             STAGES=c["num_stages2"],
+            EARLY=bool(c["early_down"]),
+            PDL=pdl,
+            launch_pdl=pdl,
             **_opts(c, 2),
         )
     else:

@@ -6,6 +6,7 @@ software-pipelined.
 
 import triton
 import triton.language as tl
+from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait
 
 from tasks.moe_gemm.kernels import _finish, _prefetch_l2, _swiglu, _w_tile, _zero_share
 
@@ -58,11 +59,15 @@ def _pair_gemm1(
     ZERO: tl.constexpr,
     STAGES: tl.constexpr,
     PREFETCH: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     # one program per (pair, column tile): a matrix-vector product without sorting (ZERO
     # as in _gemm1). With PREFETCH, the pair's programs first ask L2 for the first lines2
     # 128-byte lines of its expert's down weights, so the down GEMM that follows finds
-    # them there and DRAM streams both GEMMs' weights during this one
+    # them there and DRAM streams both GEMMs' weights during this one. With PDL the down
+    # GEMM, launched as a programmatic dependent, may start once every program has begun
+    if PDL:
+        gdc_launch_dependents()
     if ZERO:
         _zero_share(zero_ptr, zero_n, 1024)
     n_out = I if FUSED else 2 * I
@@ -126,11 +131,18 @@ def _pair_gemm2(
     ROWS: tl.constexpr,
     FINISH: tl.constexpr,
     STAGES: tl.constexpr,
+    EARLY: tl.constexpr,
+    PDL: tl.constexpr,
 ):
     # down projection one pair at a time (COMBINE 0-2 as in _gemm2), or one token at a
     # time summing its k pairs (3: the weighted gather-sum fused into the GEMM). With MMA,
     # pair j of the program adds into column j of a [BLOCK_N, ROWS] accumulator in one
     # software-pipelined loop over (pair, K step); the columns are weighted and summed last.
+    # With EARLY (one pair on tensor cores) the first weight tile is loaded before anything
+    # the gate/up GEMM writes; with PDL (a programmatic dependent launch) the program waits
+    # for that GEMM only then, so the load overlaps it
+    if PDL and not (EARLY and MMA and COMBINE != 3):
+        gdc_wait()
     n_tiles = tl.cdiv(H, BLOCK_N)
     tile = tl.program_id(0) // SPLIT_K
     col0 = (tile % n_tiles) * BLOCK_N
@@ -161,7 +173,15 @@ def _pair_gemm2(
         else:
             # one pair: addresses invariant in the loop, so its loads are software-pipelined
             base = tl.load(ids_ptr + first).to(tl.int64) * H
-            for k0 in tl.range(k_lo, k_hi, BLOCK_K, num_stages=STAGES):
+            k_rest = k_lo
+            if EARLY:
+                w = _w_tile(w_ptr, w_desc, base + col0, base + H, k_lo, I, BLOCK_N, BLOCK_K, DESC)
+                if PDL:
+                    gdc_wait()
+                hk = _vec(h_ptr + first * I, k_lo + tl.arange(0, BLOCK_K), k_hi, ROWS, 0, MMA)
+                acc2 = _gemv(w, hk, acc2, MMA)
+                k_rest = k_lo + BLOCK_K
+            for k0 in tl.range(k_rest, k_hi, BLOCK_K, num_stages=STAGES):
                 hk = _vec(h_ptr + first * I, k0 + tl.arange(0, BLOCK_K), k_hi, ROWS, 0, MMA)
                 w = _w_tile(w_ptr, w_desc, base + col0, base + H, k0, I, BLOCK_N, BLOCK_K, DESC)
                 acc2 = _gemv(w, hk, acc2, MMA)

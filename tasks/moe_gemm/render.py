@@ -48,7 +48,11 @@ def _template() -> str:
         if line not in launch:
             raise RuntimeError(f"launch.py lost its {line!r} line")
     bounds = [(name, upper if upper != float("inf") else 1e30) for name, upper in REGIMES]
-    imports = "from triton.tools.tensor_descriptor import TensorDescriptor\nimport torch\n"
+    imports = (
+        "from triton.tools.tensor_descriptor import TensorDescriptor\n"
+        "from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait\n"
+        "import torch\n"
+    )
     return (
         kernels.replace("import triton\n", imports + "import triton\n", 1)
         + "\n\n"

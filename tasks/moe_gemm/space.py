@@ -85,6 +85,14 @@ SPACE_PARAMS = (
         "pointers",
         doc="weight tiles loaded by pointer arithmetic, or through tensor descriptors (TMA)",
     ),
+    Param(
+        "early_down",
+        (False, True),
+        False,
+        doc="pair dispatch: the down GEMM launched as a programmatic dependent of the gate/up "
+        "GEMM, so its programs start while that one runs and load their first weight tile "
+        "before they wait for its output",
+    ),
     Param("BLOCK_M", (16, 32, 64, 128), 64, KNOB, "rows (pairs) per row block"),
     Param("BLOCK_N1", (16, 32, 64, 128, 256), 64, KNOB, "gate/up output columns per program"),
     Param("BLOCK_K1", (32, 64, 128, 256, 512), 64, KNOB, "gate/up reduction step over H"),
@@ -158,7 +166,7 @@ SPACE = DesignSpace(
 #: settings a pair-dispatch program never reads
 _SORTED_ONLY = ("metadata", "swap_ab", "schedule", "BLOCK_M", "GROUP_M", "PROGRAMS_PER_SM")
 #: settings only a pair-dispatch program reads
-_PAIR_ONLY = ("pair_mma", "PREFETCH2")
+_PAIR_ONLY = ("pair_mma", "PREFETCH2", "early_down")
 #: settings that decide which others take effect
 _DEPENDS = ("dispatch", "schedule", "combine", "swap_ab")
 
