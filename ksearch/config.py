@@ -73,6 +73,7 @@ def harness_config(cfg: DictConfig, mode: str, suite: str | None = None) -> Harn
         seeds=tuple(int(x) for x in s.seeds),
         warmup=int(s.warmup),
         reps=int(s.reps),
+        rounds=int(s.rounds),
         memory_mb=int(s.memory_mb),
         output_mb=int(s.output_mb),
         reuse=int(s.reuse),

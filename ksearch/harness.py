@@ -67,7 +67,9 @@ class HarnessConfig:
         run_timeout: seconds for everything after the first call.
         seeds: how many input seeds are checked per workload (offsets; each evaluation
             derives its own seeds from the candidate's hash, so inputs differ per candidate).
-        warmup, reps: timing calls per workload (gpu).
+        warmup, reps: timing calls per workload (gpu), for the candidate and the baseline alike.
+        rounds: runs that the reps are split into, candidate and baseline taking turns to go
+            first (gpu), so a drift of the device over the timing weighs on both alike.
         memory_mb: resident host memory a worker and its children may use.
         output_mb: bytes a worker may write to any file, its log included.
         reuse: jobs a worker serves before it is replaced (it is replaced at once after a
@@ -86,6 +88,7 @@ class HarnessConfig:
     seeds: tuple[int, ...] = (0, 1)
     warmup: int = 10
     reps: int = 50
+    rounds: int = 5
     memory_mb: int = 16384
     output_mb: int = 64
     reuse: int = 16
@@ -105,6 +108,11 @@ class Harness:
             )
         if not config.seeds:
             raise ValueError("scorer.seeds must name at least one seed")
+        if config.reps < 1 or config.rounds < 1 or config.warmup < 0:
+            raise ValueError(
+                "scorer.reps and scorer.rounds must be at least 1 and scorer.warmup at least 0, "
+                f"not {config.reps}, {config.rounds} and {config.warmup}"
+            )
         self.task = task
         self.config = config
         self.name = config.mode
@@ -205,7 +213,11 @@ class Harness:
                 for i, w in enumerate(self.workloads)
             },
             timing_seed=base + 104729,
-            timing={"warmup": self.config.warmup, "reps": self.config.reps},
+            timing={
+                "warmup": self.config.warmup,
+                "reps": self.config.reps,
+                "rounds": self.config.rounds,
+            },
             screen=order[1],
         )
         checker = Checker(self.task, "cuda" if self.config.mode == "gpu" else "cpu")

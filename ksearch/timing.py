@@ -5,7 +5,8 @@ Runs in the worker process; the orchestrator never imports torch for timing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 #: bytes read before every timed call: five times an H100's 50 MB L2
@@ -64,6 +65,88 @@ def replayer(captured: tuple[Any, Any]) -> Callable[[], Any]:
     return replay
 
 
+@dataclass(frozen=True, slots=True)
+class Timed:
+    """One call to time: graph replays (`sync_each=False`) or eager calls, and hooks that run
+    outside the timed span before call i and after it, with its output."""
+
+    call: Callable[[], Any]
+    sync_each: bool
+    before: Callable[[int], None] | None = None
+    after: Callable[[int, Any], None] | None = None
+
+
+def schedule(calls: int, reps: int, rounds: int) -> list[tuple[int, range]]:
+    """The blocks of an interleaved timing, in order: (which call, its call indices).
+
+    The reps of every call are split into `rounds` runs of consecutive indices; each round
+    times every call once, and the call that goes first rotates from round to round, so no
+    call always follows the same one or always comes first after warm-up."""
+    if calls < 1 or reps < 1 or rounds < 1:
+        raise ValueError(
+            f"need calls, reps and rounds of at least 1, not {calls}, {reps}, {rounds}"
+        )
+    rounds = min(rounds, reps)
+    cuts = [reps * r // rounds for r in range(rounds + 1)]
+    return [
+        ((r + j) % calls, range(cuts[r], cuts[r + 1])) for r in range(rounds) for j in range(calls)
+    ]
+
+
+def time_interleaved(
+    timed: Sequence[Timed], *, warmup: int, reps: int, rounds: int, flush: Callable[[], Any]
+) -> list[tuple[float, float]]:
+    """Median time in µs of each call and its relative spread (IQR / median), the calls timed
+    in alternating rounds (`schedule`), so that a drift of the device over the timing (clocks,
+    temperature, what ran before) weighs on all of them alike.
+
+    `flush()` evicts L2 before every call. Graph replays are queued back to back behind a
+    GPU sleep, so launch latency is not timed; a graph holds all of its streams' work, so the
+    end event covers it. Eager calls synchronize the device after the flush and before the
+    end event, so work launched on other streams is counted and cannot hide under the flush.
+    """
+    import torch
+
+    for t in timed:
+        for _ in range(warmup):
+            t.call()
+    torch.cuda.synchronize()
+    events = [
+        [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in
+         range(reps)]
+        for _ in timed
+    ]  # fmt: skip
+    for which, indices in schedule(len(timed), reps, rounds):
+        t = timed[which]
+        if not t.sync_each:
+            # hold the GPU while the host queues the block, so no call waits for its launch
+            torch.cuda._sleep(len(indices) * SLEEP_CYCLES_PER_REP)
+        for i in indices:
+            if t.before is not None:
+                t.before(i)
+            flush()
+            if t.sync_each:
+                # nothing may run under the flush: work on another stream would hide there
+                torch.cuda.synchronize()
+            start, end = events[which][i]
+            start.record()
+            out = t.call()
+            if t.sync_each:
+                torch.cuda.synchronize()
+            end.record()
+            if t.after is not None:
+                t.after(i, out)
+    torch.cuda.synchronize()
+    return [_median_spread([s.elapsed_time(e) * 1e3 for s, e in pairs]) for pairs in events]
+
+
+def _median_spread(times: list[float]) -> tuple[float, float]:
+    times = sorted(times)
+    med = times[len(times) // 2]
+    iqr = times[(3 * len(times)) // 4] - times[len(times) // 4]
+    return med, iqr / med if med > 0 else 0.0
+
+
 def time_reps(
     call: Callable[[], Any],
     *,
@@ -74,44 +157,10 @@ def time_reps(
     before: Callable[[int], None] | None = None,
     after: Callable[[int, Any], None] | None = None,
 ) -> tuple[float, float]:
-    """Median time in µs of `call()` and the relative spread (IQR / median).
-
-    `flush()` evicts L2 before every call. Graph replays (`sync_each=False`) are queued back to
-    back behind a GPU sleep, so launch latency is not timed; a graph holds all of its
-    streams' work, so the end event covers it. Eager calls (`sync_each=True`) synchronize
-    the device after the flush and before the end event, so work launched on other streams
-    is counted and cannot hide under the flush. `before(i)` and `after(i, output)` run
-    outside the timed span.
-    """
-    import torch
-
-    for _ in range(warmup):
-        call()
-    torch.cuda.synchronize()
-    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
-    if not sync_each:
-        # hold the GPU while the host queues every call, so no call waits for its launch
-        torch.cuda._sleep(reps * SLEEP_CYCLES_PER_REP)
-    for i in range(reps):
-        if before is not None:
-            before(i)
-        flush()
-        if sync_each:
-            # nothing may run under the flush: work on another stream would hide there
-            torch.cuda.synchronize()
-        starts[i].record()
-        out = call()
-        if sync_each:
-            torch.cuda.synchronize()
-        ends[i].record()
-        if after is not None:
-            after(i, out)
-    torch.cuda.synchronize()
-    times = sorted(s.elapsed_time(e) * 1e3 for s, e in zip(starts, ends, strict=True))
-    med = times[len(times) // 2]
-    iqr = times[(3 * len(times)) // 4] - times[len(times) // 4]
-    return med, iqr / med if med > 0 else 0.0
+    """Median time in µs of `call()` and its relative spread, timed alone
+    (`time_interleaved` with one call and one round)."""
+    only = Timed(call, sync_each, before, after)
+    return time_interleaved([only], warmup=warmup, reps=reps, rounds=1, flush=flush)[0]
 
 
 def measure_ceilings(flush: Callable[[], Any]) -> dict[str, float]:

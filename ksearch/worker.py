@@ -9,7 +9,7 @@ prints goes to the worker's stdout/stderr, never into that channel.
 
 Expected outputs never exist here: every output is sent to the orchestrator, which computes
 the reference from the same seed and compares (ksearch.checking). A worker serves jobs until
-one ends badly; it keeps its baseline timings and ceilings between jobs.
+one ends badly; it keeps its baseline and the ceilings between jobs.
 """
 
 from __future__ import annotations
@@ -29,7 +29,14 @@ from typing import Any
 
 from ksearch.checking import checksum, poison, refill, shaped_inputs, tensors, validate
 from ksearch.task import Task, Workload, load_task
-from ksearch.timing import capture, l2_flusher, measure_ceilings, replayer, time_reps
+from ksearch.timing import (
+    Timed,
+    capture,
+    l2_flusher,
+    measure_ceilings,
+    replayer,
+    time_interleaved,
+)
 
 #: outputs re-checked at random calls while timing, with fresh inputs
 RECHECKS = 2
@@ -114,8 +121,11 @@ class Guard:
                     )
         for module_name, names in (
             ("ksearch.checking", ("validate", "checksum", "refill")),
-            ("ksearch.timing", ("time_reps", "capture", "measure_ceilings", "l2_flusher")),
-            ("ksearch.worker", ("Channel", "Control", "Worker", "time_reps", "capture")),
+            (
+                "ksearch.timing",
+                ("time_interleaved", "schedule", "capture", "measure_ceilings", "l2_flusher"),
+            ),
+            ("ksearch.worker", ("Channel", "Control", "Worker", "time_interleaved", "capture")),
             ("ksearch.worker", ("validate", "checksum", "refill", "measure_ceilings")),
         ):
             # this module runs as __main__ in a worker process
@@ -167,7 +177,7 @@ def _error_row(e: BaseException) -> dict[str, Any]:
 
 
 class Worker:
-    """One worker process's state between jobs: the task, its baseline timings, the ceilings."""
+    """One worker process's state between jobs: the task, its baseline, the ceilings."""
 
     def __init__(self, channel: Channel, control: Control) -> None:
         self.channel = channel
@@ -175,7 +185,6 @@ class Worker:
         self.guard = Guard()
         self.task: Task | None = None
         self.baseline: Any = None
-        self.baseline_times: dict[tuple[str, str], float | None] = {}
         self.ceilings: dict[str, float] | None = None
         self.flush: Any = None
         self.jobs = 0
@@ -402,35 +411,51 @@ class Worker:
         fresh = {i: task.make_inputs(w, seed + j, "cuda") for i, j in recheck.items()}
         sums = {i: checksum(f) for i, f in fresh.items()}
         # the timed inputs come back after each recheck, so every other call (and the
-        # baseline, and the floor) sees the same values
+        # baseline, and the floor) sees the same values; the baseline reads the candidate's
+        # tensors, not copies: on an H100 the same graph timed on a copy of a decode step's
+        # 350 MB of weights read 5% apart from the original, either way
         timed = (
             {**inputs, **{k: v.clone() for k, v in tensors(inputs).items()}} if fresh else inputs
         )
         kept: dict[int, Any] = {}
+        holds_fresh = False
 
         def before(i: int) -> None:
+            nonlocal holds_fresh
             if i in fresh:
                 refill(inputs, fresh[i])
-            elif i - 1 in fresh:
+                holds_fresh = True
+            elif holds_fresh:
                 refill(inputs, timed)
+                holds_fresh = False
+
+        def before_baseline(i: int) -> None:
+            nonlocal holds_fresh
+            if holds_fresh:
+                refill(inputs, timed)
+                holds_fresh = False
 
         def after(i: int, out: Any) -> None:
             if i in fresh:
                 kept[i] = out.clone()
 
-        kw = {"warmup": timing["warmup"], "reps": reps, "flush": self.flush}
         graph = capture(module.run, inputs)
-        tb = self.baseline_time(w, timed, "cuda_graph", kw) if graph is not None else None
-        if graph is not None and tb is not None:
-            method, call = "cuda_graph", replayer(graph)
+        base = capture(self.baseline.run, inputs) if graph is not None else None
+        if graph is not None and base is not None:
+            method, call, base_call = "cuda_graph", replayer(graph), replayer(base)
         else:
             method = "cuda_events"
-            tb = self.baseline_time(w, timed, method, kw)
             call = lambda: module.run(**inputs)  # noqa: E731
-        assert tb is not None
+            base_call = lambda: self.baseline.run(**inputs)  # noqa: E731
         eager = method != "cuda_graph"
-        t, spread = time_reps(call, sync_each=eager, before=before, after=after, **kw)
-        del graph, call
+        (t, spread), (tb, _) = time_interleaved(
+            [Timed(call, eager, before, after), Timed(base_call, eager, before_baseline)],
+            warmup=timing["warmup"],
+            reps=reps,
+            rounds=timing["rounds"],
+            flush=self.flush,
+        )
+        del graph, base, call, base_call
         for i, out in sorted(kept.items()):
             header = {
                 "workload": w.name,
@@ -451,24 +476,6 @@ class Worker:
         )
         if t < floor / task.impossible_margin:
             row.update(status="rejected", reason=f"{t:.2f} µs is impossible: floor {floor:.2f} µs")
-
-    def baseline_time(
-        self, w: Workload, inputs: dict[str, Any], method: str, kw: dict[str, Any]
-    ) -> float | None:
-        """The baseline's time on `w` by `method` with the candidate's timed `inputs`,
-        measured once per worker; None where the baseline cannot be captured in a graph."""
-        key = (w.name, method)
-        if key not in self.baseline_times:
-            if method == "cuda_graph":
-                captured = capture(self.baseline.run, inputs)
-                if captured is None:
-                    self.baseline_times[key] = None
-                    return None
-                t = time_reps(replayer(captured), sync_each=False, **kw)[0]
-            else:
-                t = time_reps(lambda: self.baseline.run(**inputs), sync_each=True, **kw)[0]
-            self.baseline_times[key] = t
-        return self.baseline_times[key]
 
 
 def main() -> None:
