@@ -88,7 +88,7 @@ class HarnessConfig:
     seeds: tuple[int, ...] = (0, 1)
     warmup: int = 10
     reps: int = 50
-    rounds: int = 5
+    rounds: int = 10
     memory_mb: int = 16384
     output_mb: int = 64
     reuse: int = 16
