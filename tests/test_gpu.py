@@ -48,7 +48,7 @@ def test_moe_gemm_s_baseline_timed_against_itself_reads_alike_on_every_cell():
     finally:
         h.close()
     assert ev.status is Status.PASSED, ev.reason
-    off = {w.name: round(w.speedup, 3) for w in ev.workloads if abs(w.speedup - 1) > 0.05}
+    off = {w.name: round(w.speedup, 3) for w in ev.workloads if abs(w.speedup - 1) > 0.06}
     assert not off, off
     assert abs(ev.score - 1) < 0.015
 
