@@ -111,11 +111,11 @@ def time_interleaved(
         for _ in range(warmup):
             t.call()
     torch.cuda.synchronize()
-    events = [
-        [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in
-         range(reps)]
-        for _ in timed
-    ]  # fmt: skip
+
+    def span() -> tuple[Any, Any]:
+        return torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+
+    events = [[span() for _ in range(reps)] for _ in timed]
     for which, indices in schedule(len(timed), reps, rounds):
         t = timed[which]
         if not t.sync_each:

@@ -119,18 +119,16 @@ class Guard:
                         name,
                         getattr(owner, name),
                     )
-        for module_name, names in (
+        for module_name, functions in (
             ("ksearch.checking", ("validate", "checksum", "refill")),
-            (
-                "ksearch.timing",
-                ("time_interleaved", "schedule", "capture", "measure_ceilings", "l2_flusher"),
-            ),
+            ("ksearch.timing", ("time_interleaved", "time_reps", "schedule", "capture")),
+            ("ksearch.timing", ("measure_ceilings", "l2_flusher")),
             ("ksearch.worker", ("Channel", "Control", "Worker", "time_interleaved", "capture")),
             ("ksearch.worker", ("validate", "checksum", "refill", "measure_ceilings")),
         ):
             # this module runs as __main__ in a worker process
             module = sys.modules[__name__ if module_name == "ksearch.worker" else module_name]
-            for name in names:
+            for name in functions:
                 self.watched[f"{module_name}.{name}"] = (module, name, getattr(module, name))
 
     def changed(self) -> list[str]:
