@@ -1,5 +1,6 @@
 """`python -m ksearch.bench task=T candidate=FILE`: candidates, the baseline and the task's
-installed peers side by side, timed by the same harness in one run.
+installed peers side by side, timed by the same harness in one run (`repeat=N`: N times, each
+time on other inputs and starting with another entry, the table showing per-workload medians).
 
 Per workload: the roofline floor, and for each entry its time in µs, its time over the
 floor and its speedup over the baseline; then geometric means over the suite and over the
@@ -11,9 +12,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import statistics
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +24,7 @@ from omegaconf import DictConfig, ListConfig
 from rich.console import Console
 from rich.table import Table
 
-from ksearch.evaluation import Evaluation, geomean
+from ksearch.evaluation import Evaluation, geomean, summarize
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,6 +61,35 @@ def summary(ev: Evaluation, headline: Sequence[str]) -> dict[str, Any]:
             for w in ev.workloads
         },
     }
+
+
+def median_evaluation(runs: Sequence[Evaluation]) -> Evaluation:
+    """One evaluation from repeated runs of the same candidate: where every run passed, per
+    workload the median of each number the runs measured (the largest error), and the score
+    over those rows; otherwise the worst run, as it is."""
+    worst = max(runs, key=lambda r: r.status.severity)
+    if len(runs) == 1 or not worst.passed:
+        return worst
+    rows = [
+        replace(
+            same[0],
+            **{f: _median([getattr(w, f) for w in same]) for f in _MEASURED},
+            max_error=max((w.max_error for w in same if w.max_error is not None), default=None),
+        )
+        for same in zip(*(r.workloads for r in runs), strict=True)
+    ]
+    first = runs[0]
+    return summarize(first.candidate, rows, method=first.method, fingerprint=first.fingerprint)
+
+
+#: the numbers of a workload row that repeated runs measure anew
+_MEASURED = ("latency_us", "spread", "speedup", "time_over_floor", "estimate_us", "baseline_us")
+
+
+def _median(values: list[float | None]) -> float | None:
+    if any(v is None for v in values):
+        return None
+    return float(statistics.median(v for v in values if v is not None))
 
 
 def _f(x: float | None, fmt: str) -> str:
@@ -131,6 +162,9 @@ def main(cfg: DictConfig) -> None:
     console = Console(stderr=True, soft_wrap=True, width=None if sys.stderr.isatty() else 250)
     try:
         paths = _paths(cfg.candidate)
+        repeat = int(cfg.repeat)
+        if repeat < 1:
+            raise C.ConfigError(f"repeat must be at least 1, not {repeat}")
         mode, harness = C.scoring(cfg, paths)
         task = harness.task
     except (C.ConfigError, ValueError) as err:
@@ -144,22 +178,33 @@ def main(cfg: DictConfig) -> None:
         *peers.items(),
     ]
     headline = tuple(getattr(task, "headline", ()))
-    entries = []
+    runs: dict[str, list[Evaluation]] = {label: [] for label, _ in sources}
     try:
-        for label, path in sources:
-            console.print(f"timing {label} ({path}) on the {harness.config.suite} suite")
-            entries.append(Entry(label, harness.evaluate(path.read_text(), screen=False)))
+        for r in range(repeat):
+            # each run starts one entry further on, so no entry is always timed first
+            for label, path in sources[r % len(sources) :] + sources[: r % len(sources)]:
+                run = f"run {r + 1} of {repeat}: " if repeat > 1 else ""
+                console.print(f"{run}timing {label} ({path}) on the {harness.config.suite} suite")
+                runs[label].append(harness.evaluate(path.read_text(), screen=False, draw=r))
     finally:
         harness.close()
+    entries = [Entry(label, median_evaluation(runs[label])) for label, _ in sources]
     fp = harness.fingerprint()
     title = f"{task.name}, {harness.config.suite} suite, {fp.get('gpu') or fp.get('device')}" + (
         " (times are analytic estimates)" if mode == "interpret" else ""
     )
+    if repeat > 1:
+        title += f", median of {repeat} runs"
     summaries = {e.label: summary(e.evaluation, headline) for e in entries}
     console.print(table(entries, summaries, headline, title))
     for e in entries:
         if e.evaluation.reason:
             console.print(f"{e.label}: {e.evaluation.reason}", highlight=False)
+        if repeat > 1:
+            each = [ev.score for ev in runs[e.label]]
+            summaries[e.label]["speedup_runs"] = each
+            shown = ", ".join(_f(x, ".3f") for x in each)
+            console.print(f"{e.label}: speedup in each run {shown}", highlight=False)
     if missing:
         console.print(f"peers not installed here: {', '.join(missing)}", highlight=False)
     result = {
@@ -167,6 +212,7 @@ def main(cfg: DictConfig) -> None:
         "suite": harness.config.suite,
         "fingerprint": fp,
         "headline": list(headline),
+        "repeat": repeat,
         "entries": summaries,
     }
     line = json.dumps(result)

@@ -196,14 +196,20 @@ class Harness:
             log.debug("compiling ahead failed: %s", why[1])
 
     def evaluate(
-        self, source: str, *, screen: bool = True, compiled: Future[None] | None = None
+        self,
+        source: str,
+        *,
+        screen: bool = True,
+        compiled: Future[None] | None = None,
+        draw: int = 0,
     ) -> Evaluation:
-        """Score one candidate source in a worker process (blocking)."""
+        """Score one candidate source in a worker process (blocking). Its input seeds come
+        from its hash; `draw` > 0 picks another set of them."""
         candidate, path = self._write(source)
         if compiled is not None:
             with contextlib.suppress(Exception):
                 compiled.result(timeout=STARTUP_TIMEOUT + self.config.compile_timeout)
-        base = int(candidate, 16) % (1 << 30)
+        base = (int(candidate, 16) + 1_000_003 * draw) % (1 << 30)
         order = self._screen_order(screen)
         job = self._job("evaluate", path)
         job.update(
