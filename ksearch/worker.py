@@ -418,20 +418,19 @@ class Worker:
         kept: dict[int, Any] = {}
         holds_fresh = False
 
-        def before(i: int) -> None:
-            nonlocal holds_fresh
-            if i in fresh:
-                refill(inputs, fresh[i])
-                holds_fresh = True
-            elif holds_fresh:
-                refill(inputs, timed)
-                holds_fresh = False
-
         def before_baseline(i: int) -> None:
             nonlocal holds_fresh
             if holds_fresh:
                 refill(inputs, timed)
                 holds_fresh = False
+
+        def before(i: int) -> None:
+            nonlocal holds_fresh
+            if i in fresh:
+                refill(inputs, fresh[i])
+                holds_fresh = True
+            else:
+                before_baseline(i)
 
         def after(i: int, out: Any) -> None:
             if i in fresh:
