@@ -139,7 +139,7 @@ def main() -> None:
     out["routing"] = {
         "one program": compile_sm90(m._route, dict(routing, TILEMAP=False, CHUNK_P=2048)),
         "count": compile_sm90(m._route_count, dict(E_POW2=128, CHUNK=1024)),
-        "tables": compile_sm90(m._route_plan, dict(routing, TILEMAP=True)),
+        "tables": compile_sm90(m._route_plan, dict(routing, TILEMAP=True, CHUNKS_POW2=32)),
         "scatter": compile_sm90(m._route_scatter, dict(CHUNK=1024)),
     }
     json.dump(out, sys.stdout)

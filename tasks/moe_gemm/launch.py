@@ -101,17 +101,19 @@ def _route(
 def _route_count(
     ids_ptr, order_ptr, counts_ptr, P, PADDED, E_POW2: tl.constexpr, CHUNK: tl.constexpr
 ):
-    # parallel routing, step 1 of 3: padding of one chunk of the order, pairs per expert
+    # parallel routing, step 1 of 3: padding of one chunk of the order, and the chunk's pairs
+    # per expert in its own row of counts (no atomics, so nothing needs zeroing first)
     offs = tl.program_id(0) * CHUNK + tl.arange(0, CHUNK)
     tl.store(order_ptr + offs, P, mask=offs < PADDED)
     e = tl.load(ids_ptr + offs, mask=offs < P, other=0)
     hist = tl.histogram(e, E_POW2, mask=offs < P)
-    tl.atomic_add(counts_ptr + tl.arange(0, E_POW2), hist, mask=hist > 0, sem="relaxed")
+    tl.store(counts_ptr + tl.program_id(0) * E_POW2 + tl.arange(0, E_POW2), hist)
 
 
 @triton.jit
 def _route_plan(
     counts_ptr,
+    chunks,
     scratch_ptr,
     tiles_ptr,
     nblk_ptr,
@@ -119,9 +121,16 @@ def _route_plan(
     E_POW2: tl.constexpr,
     TILEMAP: tl.constexpr,
     TAIL_M: tl.constexpr,
+    CHUNKS_POW2: tl.constexpr,
 ):
-    # step 2 of 3: the tables, in one program
-    counts = tl.load(counts_ptr + tl.arange(0, E_POW2))
+    # step 2 of 3: the chunks' counts summed, then the tables, in one program
+    rows = tl.arange(0, CHUNKS_POW2)
+    per_chunk = tl.load(
+        counts_ptr + rows[:, None] * E_POW2 + tl.arange(0, E_POW2)[None, :],
+        mask=(rows < chunks)[:, None],
+        other=0,
+    )
+    counts = tl.sum(per_chunk, 0)
     _route_tables(counts, scratch_ptr, tiles_ptr, nblk_ptr, BLOCK_M, E_POW2, TILEMAP, TAIL_M)
 
 
@@ -150,11 +159,12 @@ def _route_triton(ids, pairs, experts, block_m, max_blocks, tilemap, tail_m, par
         step = step or min(2048, max(256, triton.next_power_of_2(pairs)))
         _route[(1,)](ids, order, tiles, nblk, scratch, pairs, max_blocks, CHUNK_P=step, **shape)
         return order, tiles, nblk
-    step = step or 1024
-    counts = torch.zeros(e_pow2, dtype=torch.int32, device=dev)
-    grid = (triton.cdiv(max(pairs, padded), step),)
-    _route_count[grid](ids, order, counts, pairs, padded, E_POW2=e_pow2, CHUNK=step)
-    _route_plan[(1,)](counts, scratch, tiles, nblk, **shape)
+    step = step or max(1024, triton.next_power_of_2(pairs) // 64)
+    chunks = triton.cdiv(max(pairs, padded), step)
+    counts = torch.empty(chunks * e_pow2, dtype=torch.int32, device=dev)
+    _route_count[(chunks,)](ids, order, counts, pairs, padded, E_POW2=e_pow2, CHUNK=step)
+    chunks_pow2 = triton.next_power_of_2(chunks)
+    _route_plan[(1,)](counts, chunks, scratch, tiles, nblk, CHUNKS_POW2=chunks_pow2, **shape)
     _route_scatter[(triton.cdiv(pairs, step),)](ids, order, scratch, pairs, CHUNK=step)
     return order, tiles, nblk
 

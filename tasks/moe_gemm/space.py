@@ -132,21 +132,21 @@ _ONE_BLOCK_PER_EXPERT: dict[str, Value] = {
 
 #: the starting plan: per regime, the best settings measured on an H100 (earlier searches and
 #: side-by-side experiments over the default suite). Decode steps: one program per pair on tensor
-#: cores (pipelined weight loads), two warps, 256-deep K steps, float32 atomics over two K slices
-#: finished inside the kernels (two launches in all), 8 MB of the down weights prefetched into L2
-#: during the gate/up GEMM; few rows per expert: sorted 16-row blocks with swapped operands (the
-#: weights fill the MMA's M side); more: 32-row, then 64-row blocks through a tile map whose last
-#: block per expert takes up to 16 more rows, deeper K steps, in plain row-block order (GROUP_M 1)
-#: from 32 rows per expert on; many: 128-row blocks taking up to 32 more, 128x256 down tiles with
-#: TMA weights, and gate/up tiles of 128x64 in four-warp programs two to an SM while the weights
-#: bound the time (128 to 192 rows per expert), 128x128 in eight-warp programs once compute does;
-#: the k rows of a token summed by a Triton gather-sum unless decoding; the routing metadata by one
-#: Triton program while the pairs are few, by three kernels after.
+#: cores (weight loads pipelined three deep, two down), two warps, 256-deep K steps, float32 atomics
+#: over two K slices finished inside the kernels (two launches in all), 8 MB of the down weights
+#: prefetched into L2 during the gate/up GEMM; few rows per expert: sorted 16-row blocks with
+#: swapped operands (the weights fill the MMA's M side); more: 32-row, then 64-row blocks through a
+#: tile map whose last block per expert takes up to 16 more rows, deeper K steps, in plain row-block
+#: order (GROUP_M 1) from 32 rows per expert on; many: 128-row blocks taking up to 32 more, 128x256
+#: down tiles with TMA weights, and gate/up tiles of 128x64 in four-warp programs two to an SM while
+#: the weights bound the time (128 to 192 rows per expert), 128x128 in eight-warp programs once
+#: compute does; the k rows of a token summed by a Triton gather-sum unless decoding; the routing
+#: metadata by one Triton program while the pairs are few, by three kernels after.
 START: dict[str, dict[str, Value]] = {
     "tiny": {"dispatch": "pair", "pair_mma": True, "combine": "atomic", "SPLIT_K": 2,
              "atomic_finish": "kernels", "BLOCK_N1": 32, "BLOCK_K1": 256, "num_warps1": 2,
-             "BLOCK_N2": 32, "BLOCK_K2": 256, "num_warps2": 2, "num_stages2": 2,
-             "PREFETCH2": 8},
+             "num_stages1": 3, "BLOCK_N2": 32, "BLOCK_K2": 256, "num_warps2": 2,
+             "num_stages2": 2, "PREFETCH2": 8},
     "small": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 16, "BLOCK_N1": 64,
               "BLOCK_K1": 128, "BLOCK_N2": 64, "BLOCK_K2": 128, "GROUP_M": 1, "swap_ab": True},
     "medium": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 32, "BLOCK_K1": 128,
