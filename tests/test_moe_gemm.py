@@ -73,7 +73,7 @@ def test_the_suites_cover_the_layers_token_counts_and_regimes():
     assert shapes == set(suites.SHAPES)
     assert {w["T"] for w in default} == {1, 16, 64, 256, 1024, 4096}
     assert {w["renorm"] for w in default} == {True, False}
-    assert {TASK.regime(w) for w in default} == {r for r, _ in cost.REGIMES}
+    assert {TASK.regime(w) for w in default} == {r for r, _, _ in cost.REGIMES}
     full = TASK.suites["full"]
     names = [w.name for w in full]
     assert {w.name for w in default} < set(names) and len(set(names)) == len(names)

@@ -83,7 +83,7 @@ SAMPLE = {
         ("medium",),
         plan(
             ("small",),
-            plan(("tiny",), plan(**SMALL), **PAIR, dispatch="pair", combine="fused"),
+            plan(("light",), plan(**SMALL), **PAIR, dispatch="pair", combine="fused"),
             metadata="triton",
             swap_ab=True,
         ),
@@ -99,7 +99,7 @@ def test_the_sample_represents_every_structural_decision():
         seen = {plan_.get(p.name, r) for plan_ in SAMPLE.values() for r in SPACE.regimes}
         assert seen == set(p.values), p.name
     smoke_regimes = {TASK.regime(w) for w in suites.SMOKE}
-    assert {"tiny", "small", "medium"} <= smoke_regimes
+    assert {"light", "small", "medium"} <= smoke_regimes
 
 
 def test_the_smoke_suite_routes_tails_for_the_last_blocks_to_absorb():
@@ -149,7 +149,7 @@ def test_plans_that_cannot_work_are_refused_with_a_reason(settings, reason):
 def test_the_starting_plan_is_feasible_and_differs_by_regime():
     assert infeasible(ROOT) is None
     assert ROOT.get("dispatch", "tiny") == "pair" and ROOT.get("BLOCK_M", "huge") == 128
-    assert {r for r, _ in cost.REGIMES} == set(SPACE.regimes)
+    assert {r for r, _, _ in cost.REGIMES} == set(SPACE.regimes)
 
 
 def test_one_row_block_per_expert_below_the_ridge_point_has_its_own_regime():
@@ -164,6 +164,20 @@ def test_one_row_block_per_expert_below_the_ridge_point_has_its_own_regime():
     stage = (rows + 2 * ridge["BLOCK_N1"]) * ridge["BLOCK_K1"] * 2
     assert 2 * ridge["num_stages1"] * stage <= 228 * 1024
     assert ridge["BLOCK_N1"] < huge["BLOCK_N1"] and ridge["num_warps1"] < huge["num_warps1"]
+
+
+def test_light_decode_steps_have_their_own_regime_and_candidates_pick_the_same_one():
+    regime = {w.name.split("_T")[0] + f"_T{w['T']}": TASK.regime(w) for w in suites.DEFAULT}
+    # a Qwen3 decode step moves 38 MB of expert weights, the other layers' 176-352 MB
+    assert regime["E128_k8_H2048_I384_T1"] == "light"
+    assert regime["E256_k8_H7168_I512_T1"] == regime["E8_k2_H4096_I7168_T1"] == "tiny"
+    assert regime["E128_k8_H2048_I384_T16"] == "small"
+    assert ROOT.get("early_down", "light") and not ROOT.get("early_down", "tiny")
+    namespace: dict = {}
+    exec(compile(TASK.render(ROOT), "candidate", "exec"), namespace)
+    for w in suites.SMOKE + suites.DEFAULT + suites.FULL:
+        pairs, moved = w["T"] * w["k"], cost.pair_bytes(w)
+        assert namespace["_regime"](pairs, w["E"], moved) == TASK.regime(w), w.name
 
 
 def test_settings_without_effect_render_the_same_candidate():
@@ -193,7 +207,7 @@ def test_a_rendered_candidate_is_self_contained_and_carries_its_table():
     namespace: dict = {}
     exec(compile(source, "candidate", "exec"), namespace)
     assert set(namespace["CONFIGS"]) == set(SPACE.regimes)
-    assert [name for name, _ in namespace["REGIMES"]] == [r for r, _ in cost.REGIMES]
+    assert [name for name, _, _ in namespace["REGIMES"]] == [r for r, _, _ in cost.REGIMES]
     assert callable(namespace["run"])
 
 
@@ -213,7 +227,7 @@ def test_the_cost_model_respects_the_roofline_and_ranks_launch_overheads():
     for w in suites.DEFAULT:
         assert TASK.estimate(ROOT, w) >= 0.9 * cost.floor(w, H100_CEILINGS), w.name
     qwen_decode = suites.workload(suites.QWEN3_30B_TP2, 1)
-    sorted_decode = plan(("tiny",), dispatch="padded", BLOCK_M=16)
+    sorted_decode = plan(("light",), dispatch="padded", BLOCK_M=16)
     assert TASK.estimate(ROOT, qwen_decode) < TASK.estimate(sorted_decode, qwen_decode)
     assert all(math.isfinite(TASK.estimate(p, w)) for p in SAMPLE.values() for w in suites.FULL)
 

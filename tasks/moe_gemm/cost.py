@@ -11,17 +11,22 @@ from ksearch.task import Workload
 _BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 #: expert popularity ∝ rank^-ZIPF_EXPONENT in skewed routing (suites.make_inputs)
 ZIPF_EXPONENT = 1.2
-#: regimes by tokens per expert (T·k/E), upper bounds: decode steps (every pair its own
-#: expert), a few rows per expert, row blocks of 16-64, memory to compute bound, one full
-#: 128-row block per expert still below an H100's ridge point (about 200 FLOP per weight
-#: byte at its power-capped matmul rate), compute bound
+#: regimes by tokens per expert (T·k/E) and by the expert weights the pairs move (each pair's
+#: experts' bytes, as if no two pairs shared one), upper bounds: decode steps light enough that
+#: a few microseconds of launch and ramp per kernel weigh as much as their bytes (overlapping
+#: the two GEMMs pays), other decode steps (every pair its own expert), a few rows per expert,
+#: row blocks of 16-64, memory to compute bound, one full 128-row block per expert still below
+#: an H100's ridge point (about 200 FLOP per weight byte at its power-capped matmul rate),
+#: compute bound
+INF = float("inf")
 REGIMES = (
-    ("tiny", 0.5),
-    ("small", 4.0),
-    ("medium", 32.0),
-    ("large", 128.0),
-    ("ridge", 192.0),
-    ("huge", float("inf")),
+    ("light", 0.5, 64 * 2**20),
+    ("tiny", 0.5, INF),
+    ("small", 4.0, INF),
+    ("medium", 32.0, INF),
+    ("large", 128.0, INF),
+    ("ridge", 192.0, INF),
+    ("huge", INF, INF),
 )
 
 
@@ -29,9 +34,14 @@ def tokens_per_expert(w: Workload) -> float:
     return w["T"] * w["k"] / w["E"]
 
 
+def pair_bytes(w: Workload) -> float:
+    """The expert weights the T·k pairs would read if no two shared an expert."""
+    return w["T"] * w["k"] * 3 * w["H"] * w["I"] * _BYTES[w["dtype"]]
+
+
 def regime(w: Workload) -> str:
-    tpe = tokens_per_expert(w)
-    return next(name for name, upper in REGIMES if tpe < upper)
+    tpe, moved = tokens_per_expert(w), pair_bytes(w)
+    return next(name for name, upper, most in REGIMES if tpe < upper and moved < most)
 
 
 def experts_touched(w: Workload) -> float:

@@ -15,8 +15,9 @@ from triton.tools.tensor_descriptor import TensorDescriptor
 from tasks.moe_gemm.kernels import _gemm1, _gemm2, _reduce, _silu_mul
 from tasks.moe_gemm.pair_kernels import _pair_gemm1, _pair_gemm2
 
-#: regime upper bounds in tokens per expert (T·k/E), and the plan's settings per regime
-#: (both written by the renderer)
+#: regime upper bounds in tokens per expert (T·k/E) and in the expert weights the pairs move
+#: (as if no two shared an expert), and the plan's settings per regime (all written by the
+#: renderer)
 REGIMES: list = []
 CONFIGS: dict = {}
 
@@ -223,14 +224,19 @@ def _opts(c, which):
     return {"num_warps": c[f"num_warps{which}"], "num_stages": c[f"num_stages{which}"]}
 
 
+def _regime(pairs, experts, moved):
+    """The first regime whose bounds hold `pairs / experts` tokens per expert and `moved`
+    bytes of expert weights."""
+    return next(n for n, upper, most in REGIMES if pairs / experts < upper and moved < most)
+
+
 def run(x, topk_ids, topk_weights, w1, w2):
     tokens, hidden = x.shape
     top_k = topk_ids.shape[1]
     experts, two_i, _ = w1.shape
     inter = two_i // 2
     pairs = tokens * top_k
-    regime = next(name for name, upper in REGIMES if pairs / experts < upper)
-    c = CONFIGS[regime]
+    c = CONFIGS[_regime(pairs, experts, pairs * 3 * hidden * inter * x.element_size())]
     ids = topk_ids.reshape(-1).contiguous()
     weights = topk_weights.reshape(-1).contiguous()
     w1_2d, w2_2d = w1.view(experts * two_i, hidden), w2.view(experts * hidden, inter)

@@ -47,7 +47,7 @@ def _template() -> str:
     for line in (_CONFIGS, _REGIMES):
         if line not in launch:
             raise RuntimeError(f"launch.py lost its {line!r} line")
-    bounds = [(name, upper if upper != float("inf") else 1e30) for name, upper in REGIMES]
+    bounds = [tuple(b if b != float("inf") else 1e30 for b in row) for row in REGIMES]
     imports = (
         "from triton.tools.tensor_descriptor import TensorDescriptor\n"
         "from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait\n"

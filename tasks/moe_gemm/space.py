@@ -130,23 +130,30 @@ _ONE_BLOCK_PER_EXPERT: dict[str, Value] = {
     "num_warps2": 8, "num_stages2": 4,
 }  # fmt: skip
 
+#: what the two decode regimes share
+_DECODE: dict[str, Value] = {
+    "dispatch": "pair", "pair_mma": True, "combine": "atomic", "SPLIT_K": 2,
+    "atomic_finish": "kernels", "BLOCK_N1": 32, "BLOCK_K1": 256, "num_warps1": 2,
+    "num_stages1": 3, "num_warps2": 2, "num_stages2": 2,
+}  # fmt: skip
+
 #: the starting plan: per regime, the best settings measured on an H100 (earlier searches and
 #: side-by-side experiments over the default suite). Decode steps: one program per pair on tensor
 #: cores (weight loads pipelined three deep, two down), two warps, 256-deep K steps, float32 atomics
 #: over two K slices finished inside the kernels (two launches in all), 8 MB of the down weights
-#: prefetched into L2 during the gate/up GEMM; few rows per expert: sorted 16-row blocks with
-#: swapped operands (the weights fill the MMA's M side); more: 32-row, then 64-row blocks through a
-#: tile map whose last block per expert takes up to 16 more rows, deeper K steps, in plain row-block
-#: order (GROUP_M 1) from 32 rows per expert on; many: 128-row blocks taking up to 32 more, 128x256
-#: down tiles with TMA weights, and gate/up tiles of 128x64 in four-warp programs two to an SM while
-#: the weights bound the time (128 to 192 rows per expert), 128x128 in eight-warp programs once
-#: compute does; the k rows of a token summed by a Triton gather-sum unless decoding; the routing
-#: metadata by one Triton program while the pairs are few, by three kernels after.
+#: prefetched into L2 during the gate/up GEMM; when the step moves under 64 MB of weights, 4 MB,
+#: with 128-deep K steps over 64 columns in the down GEMM, which is launched as a programmatic
+#: dependent that loads its first weights before it waits; few rows per expert: sorted 16-row blocks
+#: with swapped operands (the weights fill the MMA's M side); more: 32-row, then 64-row blocks
+#: through a tile map whose last block per expert takes up to 16 more rows, deeper K steps, in plain
+#: row-block order (GROUP_M 1) from 32 rows per expert on; many: 128-row blocks taking up to 32
+#: more, 128x256 down tiles with TMA weights, and gate/up tiles of 128x64 in four-warp programs two
+#: to an SM while the weights bound the time (128 to 192 rows per expert), 128x128 in eight-warp
+#: programs once compute does; the k rows of a token summed by a Triton gather-sum unless decoding;
+#: the routing metadata by one Triton program while the pairs are few, by three kernels after.
 START: dict[str, dict[str, Value]] = {
-    "tiny": {"dispatch": "pair", "pair_mma": True, "combine": "atomic", "SPLIT_K": 2,
-             "atomic_finish": "kernels", "BLOCK_N1": 32, "BLOCK_K1": 256, "num_warps1": 2,
-             "num_stages1": 3, "BLOCK_N2": 32, "BLOCK_K2": 256, "num_warps2": 2,
-             "num_stages2": 2, "PREFETCH2": 8},
+    "light": {**_DECODE, "BLOCK_N2": 64, "BLOCK_K2": 128, "PREFETCH2": 4, "early_down": True},
+    "tiny": {**_DECODE, "BLOCK_N2": 32, "BLOCK_K2": 256, "PREFETCH2": 8},
     "small": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 16, "BLOCK_N1": 64,
               "BLOCK_K1": 128, "BLOCK_N2": 64, "BLOCK_K2": 128, "GROUP_M": 1, "swap_ab": True},
     "medium": {"metadata": "triton", "combine": "reduce", "BLOCK_M": 32, "BLOCK_K1": 128,
@@ -159,7 +166,7 @@ START: dict[str, dict[str, Value]] = {
 
 SPACE = DesignSpace(
     params=SPACE_PARAMS,
-    regimes=tuple(name for name, _ in REGIMES),
+    regimes=tuple(name for name, _, _ in REGIMES),
     start=tuple((r, p, v) for r, row in START.items() for p, v in row.items()),
 )
 
