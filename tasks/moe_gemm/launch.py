@@ -160,8 +160,9 @@ def _route_triton(ids, pairs, experts, block_m, max_blocks, tilemap, tail_m, par
         step = step or min(2048, max(256, triton.next_power_of_2(pairs)))
         _route[(1,)](ids, order, tiles, nblk, scratch, pairs, max_blocks, CHUNK_P=step, **shape)
         return order, tiles, nblk
-    step = step or max(1024, triton.next_power_of_2(pairs) // 64)
-    chunks = triton.cdiv(max(pairs, padded), step)
+    rows = max(pairs, padded)
+    step = step or max(1024, triton.next_power_of_2(rows) // 64)  # 64 chunks at most
+    chunks = triton.cdiv(rows, step)
     counts = torch.empty(chunks * e_pow2, dtype=torch.int32, device=dev)
     _route_count[(chunks,)](ids, order, counts, pairs, padded, E_POW2=e_pow2, CHUNK=step)
     chunks_pow2 = triton.next_power_of_2(chunks)
