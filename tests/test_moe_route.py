@@ -53,6 +53,22 @@ def test_triton_metadata_matches_the_torch_ops(experts, pairs, block_m, tilemap,
     assert _experts_at(order, ids).tolist() == _experts_at(want_order, ids).tolist()
 
 
+def test_many_pairs_take_at_most_64_counting_chunks_and_match_the_torch_ops():
+    # a prefill of 16384 tokens with k = 8, one pair more: chunks of 2048 pairs, not 1024
+    experts, pairs, block_m, tail_m = 128, 131072 + 1, 128, 32
+    ids = _ids(experts, pairs)
+    max_blocks = min(triton.cdiv(pairs, block_m) + experts, pairs)
+    want = launch._route_torch(ids, pairs, experts, block_m, max_blocks, True, tail_m)
+    order, tiles, nblk = launch._route_triton(
+        ids, pairs, experts, block_m, max_blocks, True, tail_m, True
+    )
+    n = int(want[2])
+    assert int(nblk) == n
+    assert tiles[: 3 * n].tolist() == want[1].reshape(-1)[: 3 * n].tolist()
+    assert _experts_at(order, ids).tolist() == _experts_at(want[0], ids).tolist()
+    assert sorted(order.tolist()) == sorted(want[0].tolist())
+
+
 def _experts_at(order, ids):
     """The expert of the pair at each position of a sorted order, -1 for padding."""
     real = order < ids.numel()
