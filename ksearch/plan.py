@@ -91,14 +91,21 @@ class DesignSpace:
         raise KeyError(f"unknown parameter {name!r}; known: {[p.name for p in self.params]}")
 
     def complete(self, plan: Plan) -> Plan:
-        """`plan` with each parameter it lacks at that parameter's default: a plan written
-        before a parameter was added keeps meaning the code it meant then."""
+        """`plan` with each parameter it lacks at that parameter's default, and each regime
+        it lacks at the starting plan's row: a plan written before a parameter was added
+        keeps meaning the code it meant then, and one written before a regime was split off
+        runs the starting settings there."""
         names = self._names
-        if len(plan.items) == len(plan.regimes) * len(names) and all(
-            p in names for _, p, _ in plan.items
+        if (
+            len(plan.items) == len(plan.regimes) * len(names)
+            and all(p in names for _, p, _ in plan.items)
+            and set(self.regimes) <= set(plan.regimes)
         ):
             return plan  # (regime, param) pairs are unique, so every one is there
         table = plan.table()
+        root = self._root.table()
+        for regime in self.regimes:
+            table.setdefault(regime, dict(root[regime]))
         for row in table.values():
             for p in self.params:
                 row.setdefault(p.name, p.default)

@@ -200,6 +200,15 @@ def test_a_plan_written_before_a_knob_existed_renders_and_estimates_with_it_off(
     assert TASK.estimate(Plan.of(old), w) == TASK.estimate(table, w)
 
 
+def test_a_plan_written_before_the_light_regime_runs_the_starting_row_there():
+    old = {r: row for r, row in plan(("tiny",), SPLIT_K=4).table().items() if r != "light"}
+    rendered = read_plan(TASK.render(Plan.of(old)))
+    assert rendered.table()["light"] == canonical(ROOT).table()["light"]
+    assert rendered.get("SPLIT_K", "tiny") == 4
+    qwen_decode = suites.workload(suites.QWEN3_30B_TP2, 1)
+    assert TASK.estimate(Plan.of(old), qwen_decode) == TASK.estimate(ROOT, qwen_decode)
+
+
 def test_a_rendered_candidate_is_self_contained_and_carries_its_table():
     source = TASK.render(ROOT)
     assert read_plan(source) == canonical(ROOT)

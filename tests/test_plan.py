@@ -72,6 +72,18 @@ def test_complete_fills_what_an_older_plan_lacks_and_keeps_a_complete_plan():
     assert SPACE.complete(extra) == extra  # a setting it does not know is kept
 
 
+def test_complete_gives_a_regime_an_older_plan_lacks_the_starting_row():
+    space = DesignSpace(
+        params=SPACE.params, regimes=("small", "light", "large"), start=(("light", "block", 64),)
+    )
+    old = Plan.of({"small": {"mode": "b"}, "large": {"mode": "c", "block": 16}})
+    assert space.complete(old).table() == {
+        "small": {"mode": "b", "block": 32},
+        "light": {"mode": "a", "block": 64},
+        "large": {"mode": "c", "block": 16},
+    }
+
+
 def test_action_kind_names_the_transition():
     assert Action("block", 64).kind(SPACE.root(), "small") == "block:32->64"
 
