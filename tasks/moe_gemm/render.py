@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 
 from ksearch.plan import Plan, header
-from tasks.moe_gemm.cost import REGIMES
+from tasks.moe_gemm.cost import INF, REGIMES
 from tasks.moe_gemm.space import canonical
 
 HERE = Path(__file__).parent
@@ -47,7 +47,7 @@ def _template() -> str:
     for line in (_CONFIGS, _REGIMES):
         if line not in launch:
             raise RuntimeError(f"launch.py lost its {line!r} line")
-    bounds = [tuple(b if b != float("inf") else 1e30 for b in row) for row in REGIMES]
+    bounds = [tuple(1e30 if b == INF else b for b in row) for row in REGIMES]
     imports = (
         "from triton.tools.tensor_descriptor import TensorDescriptor\n"
         "from triton.language.extra.cuda import gdc_launch_dependents, gdc_wait\n"
