@@ -17,8 +17,9 @@ lint:
 	$(PYTHON) -m ruff format --check .
 	$(PYTHON) -m mypy
 
+# the CPU and interpreter tiers over every core (pytest-xdist); the ten slowest tests listed
 test: install lint
-	$(PYTHON) -m pytest -m "not gpu" -q -p no:cacheprovider
+	$(PYTHON) -m pytest -m "not gpu" -q -p no:cacheprovider -n auto --dist worksteal --durations=10
 
 gpu-test:
 	$(PYTHON) -m pytest -m gpu -q -p no:cacheprovider

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
-from collections.abc import Sequence
+import typing
+from collections.abc import Collection, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from omegaconf import DictConfig, OmegaConf
 
 from ksearch.harness import Harness, HarnessConfig
 from ksearch.loop import SearchConfig
-from ksearch.mcts import MctsKnobs
 from ksearch.protocols import WorldModel
 from ksearch.store import Store
 from ksearch.task import Task, load_task
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: Settings that may change when a run is resumed; everything else must match the database.
 MUTABLE = (
@@ -60,25 +62,41 @@ def scorer_mode(cfg: DictConfig) -> str:
     return mode
 
 
+def build(cls: type[T], node: Any, *, skip: Collection[str] = (), **given: Any) -> T:
+    """A settings dataclass from a config group, key by key, so that no setting is dropped:
+    a key the dataclass has no field for is a ConfigError naming the fields it has. Lists
+    become tuples and a field whose type is a dataclass is built from its own group.
+
+    Args:
+        cls: the dataclass.
+        node: the group (a DictConfig or a plain dict).
+        skip: keys the caller reads itself (a group's `name`, a mode resolved elsewhere).
+        given: fields that do not come from the group.
+    """
+    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else node
+    assert isinstance(values, dict)
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls) if f.init]  # type: ignore[arg-type]
+    out = dict(given)
+    for key, value in values.items():
+        if key in skip:
+            continue
+        if key not in names or key in given:
+            raise ConfigError(
+                f"unknown setting {key!r} for {cls.__name__}; it has {', '.join(names)}"
+            )
+        hint = hints[key]
+        if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, dict):
+            value = build(hint, value)
+        elif isinstance(value, list):
+            value = tuple(value)
+        out[key] = value
+    return cls(**out)
+
+
 def harness_config(cfg: DictConfig, mode: str, suite: str | None = None) -> HarnessConfig:
-    s = cfg.scorer
-    chosen = suite or s.suite or ("default" if mode == "gpu" else "smoke")
-    return HarnessConfig(
-        mode=mode,
-        suite=str(chosen),
-        workers=int(s.workers),
-        compile_workers=int(s.compile_workers),
-        compile_timeout=float(s.compile_timeout),
-        run_timeout=float(s.run_timeout),
-        seeds=tuple(int(x) for x in s.seeds),
-        warmup=int(s.warmup),
-        reps=int(s.reps),
-        rounds=int(s.rounds),
-        memory_mb=int(s.memory_mb),
-        output_mb=int(s.output_mb),
-        reuse=int(s.reuse),
-        screen=float(s.screen),
-    )
+    chosen = suite or cfg.scorer.suite or ("default" if mode == "gpu" else "smoke")
+    return build(HarnessConfig, cfg.scorer, skip=("mode", "suite"), mode=mode, suite=str(chosen))
 
 
 def scoring(cfg: DictConfig, candidates: Sequence[Path]) -> tuple[str, Harness]:
@@ -94,22 +112,7 @@ def scoring(cfg: DictConfig, candidates: Sequence[Path]) -> tuple[str, Harness]:
 
 
 def search_config(cfg: DictConfig) -> SearchConfig:
-    s = cfg.search
-    m = s.mcts
-    return SearchConfig(
-        strategy=str(s.strategy),
-        budget=int(s.budget),
-        seed=int(cfg.seed),
-        repair_attempts=int(s.repair_attempts),
-        finalists=int(s.finalists),
-        time_limit=None if s.get("time_limit") is None else float(s.time_limit),
-        mcts=MctsKnobs(
-            c_puct=float(m.c_puct),
-            widen_k=float(m.widen_k),
-            widen_alpha=float(m.widen_alpha),
-            fail_penalty=float(m.fail_penalty),
-        ),
-    )
+    return build(SearchConfig, cfg.search, seed=int(cfg.seed))
 
 
 def task(cfg: DictConfig) -> Task:
@@ -126,13 +129,7 @@ def world_model(cfg: DictConfig, t: Task, harness: Harness, store: Store) -> Wor
     if name == "builtin":
         from worldmodel.builtin import BuiltinKnobs, BuiltinWorldModel
 
-        w = cfg.worldmodel
-        knobs = BuiltinKnobs(
-            temperature=float(w.temperature),
-            optimism=float(w.optimism),
-            default_std=float(w.default_std),
-            context_std=float(w.context_std),
-        )
+        knobs = build(BuiltinKnobs, cfg.worldmodel, skip=("name",))
         try:
             return BuiltinWorldModel(t, harness.workloads, knobs=knobs)
         except ValueError as e:
@@ -167,14 +164,7 @@ def _llm_world_model(cfg: DictConfig, t: Task, harness: Harness, store: Store) -
         llm = Llm(settings, ReplayLog(Store(source, readonly=True), store), mode="replay")
     else:
         llm = Llm(settings, store)
-    knobs = LlmKnobs(
-        proposals=int(w.proposals),
-        reasks=int(w.reasks),
-        temperature=float(w.temperature),
-        max_std=float(w.max_std),
-        revise_every=int(w.revise_every),
-        max_new=int(w.max_new),
-    )
+    knobs = build(LlmKnobs, w, skip=("name", "calls_from"))
     start, signature = start_of(t)
     return LlmWorldModel(
         t, llm, harness.workloads, knobs=knobs, start_source=start, signature=signature

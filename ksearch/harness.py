@@ -3,8 +3,9 @@
 `Harness.submit(source)` returns a future of an `Evaluation`. Candidates run in
 `python -m ksearch.worker` processes, each in its own process group, which the
 parent kills whole when the compile or run timeout expires or memory runs over.
-A worker serves jobs until one ends in a fault, and a spare is always started
-ahead; after a fault the next worker is health-checked before it gets a candidate.
+A worker serves jobs until one ends in a fault or its reuse limit, a spare is started
+ahead of a worker's last job or a fault's replacement; after a fault the next worker is
+health-checked before it gets a candidate.
 Outputs are checked here, against references the worker never sees (ksearch.checking).
 On the GPU, queued candidates are compiled ahead in compile workers, and a candidate
 clearly behind after the screening workloads is not timed on the rest. The

@@ -131,14 +131,14 @@ def select_greedy(tree: Tree, frontier: Frontier) -> Choice | None:
 
 
 def select_random(tree: Tree, frontier: Frontier, rng: random.Random) -> Choice | None:
-    """A uniformly random passed node with proposals left, then a random proposal of it."""
-    open_nodes = []
-    for node in tree.nodes:
-        if node.status is NodeStatus.PASSED:
-            props = frontier(node.id)
-            if props:
-                open_nodes.append((node.id, props))
-    if not open_nodes:
-        return None
-    node_id, props = rng.choice(open_nodes)
-    return Choice(node_id, rng.choice(list(props)))
+    """A uniformly random passed node with proposals left, then a random proposal of it.
+
+    The first node with proposals left in a random order of the passed nodes is uniform
+    among those nodes, and asks the world model about one node, not about every one."""
+    passed = [node.id for node in tree.nodes if node.status is NodeStatus.PASSED]
+    rng.shuffle(passed)
+    for node_id in passed:
+        props = frontier(node_id)
+        if props:
+            return Choice(node_id, rng.choice(list(props)))
+    return None

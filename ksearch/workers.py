@@ -4,8 +4,10 @@
 "compile" for compiling ahead) and follows it under the phase deadlines, the memory cap
 and the output cap, passing output frames and questions to the listener. A worker serves
 jobs until one ends in a fault or it reaches its reuse limit, except that on the GPU an
-evaluation worker times one candidate only (see `Workers.serves`); a spare of each lane is
-always started ahead, so a replacement does not wait for Python, torch and triton to load.
+evaluation worker times one candidate only (see `Workers.serves`). A spare is started ahead
+when a worker takes its last job (on the GPU, every evaluation), and a faulted worker's
+replacement as soon as the fault is seen, so a replacement seldom waits for Python, torch
+and triton to load, and a run on the CPU does not spend a core on a spare it may not need.
 """
 
 from __future__ import annotations
@@ -131,8 +133,7 @@ class Workers:
 
     def _take(self, lane: str) -> _Worker:
         """An idle worker of `lane` if one is alive, else one started ahead, else a new one;
-        and another started ahead, so that a replacement does not wait for Python, torch
-        and triton to load."""
+        and a spare started ahead if this is the worker's last job."""
         worker = None
         with self._lock:
             for pool in (self._idle[lane], self._ahead[lane]):
@@ -144,11 +145,17 @@ class Workers:
                         self._discard(w)
         if worker is None:
             worker = self._spawn(lane)
+        if worker.jobs + 1 >= self.serves(lane):
+            self._start_ahead(lane)  # this is its last job
+        return worker
+
+    def _start_ahead(self, lane: str) -> None:
+        """Start a spare of `lane` if none waits, so that the next job does not wait for
+        Python, torch and triton to load."""
         if not self._closed and not self._ahead[lane]:
             ahead = self._spawn(lane)
             with self._lock:
                 self._ahead[lane].append(ahead)
-        return worker
 
     def serves(self, lane: str) -> int:
         """Jobs a worker of `lane` serves before it is replaced. On the GPU an evaluation
@@ -211,6 +218,8 @@ class Workers:
         if lane == "evaluate" and fault:
             self._fault = True
         self._release(worker, keep=not fault and worker.jobs < self.serves(lane))
+        if fault:
+            self._start_ahead(lane)  # its replacement starts now, not when the next job comes
         return result, why
 
     def _exchange(

@@ -21,14 +21,7 @@ def defaults(strategy: str, seed: int, budget: int, *overrides: str):
         cfg = compose(
             "config", [f"search={strategy}", f"seed={seed}", f"search.budget={budget}", *overrides]
         )
-    w = cfg.worldmodel
-    knobs = BuiltinKnobs(
-        temperature=w.temperature,
-        optimism=w.optimism,
-        default_std=w.default_std,
-        context_std=w.context_std,
-    )
-    return C.search_config(cfg), knobs
+    return C.search_config(cfg), C.build(BuiltinKnobs, cfg.worldmodel, skip=("name",))
 
 
 def search(
@@ -40,6 +33,7 @@ def search(
     workers: int = 1,
     scorer: LandscapeScorer | None = None,
     overrides: tuple[str, ...] = (),
+    on_progress=None,
 ):
     """Run one search on landscape `seed`; returns (tree, landscape, scorer)."""
     config, knobs = defaults(strategy, seed, budget, *overrides)
@@ -53,12 +47,33 @@ def search(
         store=store or Store(None),
         config=config,
         workers=workers,
+        on_progress=on_progress,
     )
     return engine.run(), landscape, scorer
 
 
+class _Found(Exception):
+    """Ends a search once it has measured the optimum, at evaluation `step`."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+
 def evaluations_to_optimum(strategy: str, seed: int, budget: int) -> int:
-    """The evaluation count at which the optimum was first measured, or budget + 1."""
-    tree, landscape, _ = search(strategy, seed, budget)
-    hits = [n.step for n in tree.nodes if n.value is not None and landscape.is_optimal(n.plan)]
-    return min(hits) if hits else budget + 1
+    """The evaluation count at which the optimum was first measured, or budget + 1; the
+    search stops there, since nothing after it changes the count."""
+    landscape = Landscape.draw(seed)
+    checked: set[int] = set()
+
+    def watch(progress) -> None:
+        for n in progress.tree.nodes:
+            if n.value is not None and n.id not in checked:
+                checked.add(n.id)
+                if landscape.is_optimal(n.plan):
+                    raise _Found(n.step)
+
+    try:
+        search(strategy, seed, budget, on_progress=watch)
+    except _Found as found:
+        return found.step
+    return budget + 1

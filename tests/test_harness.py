@@ -17,14 +17,23 @@ pytestmark = pytest.mark.interpret
 HONEST = render(TASK.space.root())
 
 
-@pytest.fixture
+CONFIG = HarnessConfig(
+    mode="interpret", suite="smoke", compile_timeout=20, run_timeout=20, seeds=(0,)
+)
+
+
+@pytest.fixture(scope="module")
 def harness():
-    h = Harness(
-        TASK,
-        HarnessConfig(
-            mode="interpret", suite="smoke", compile_timeout=20, run_timeout=20, seeds=(0,)
-        ),
-    )
+    """One harness for the module: its workers serve test after test, as in a search."""
+    h = Harness(TASK, CONFIG)
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def fresh_harness():
+    """A harness whose workers start in the test (for counts, and the environment)."""
+    h = Harness(TASK, CONFIG)
     yield h
     h.close()
 
@@ -66,18 +75,19 @@ def test_a_crash_is_reported_and_the_next_candidate_passes(harness):
     assert harness.evaluate(HONEST).status is Status.PASSED
 
 
-def test_a_worker_serves_candidates_until_a_fault_and_a_fault_costs_one_restart(harness):
+def test_a_worker_serves_candidates_until_a_fault_and_a_fault_costs_one_restart(fresh_harness):
+    harness = fresh_harness
     for _ in range(3):
         assert harness.evaluate(HONEST).passed
-    assert harness.workers.started == 2  # the one that served all three, and a spare started ahead
+    assert harness.workers.started == 1  # one served all three; it has jobs left, so no spare
     crash = candidate("""
         import os
         def run(x, weight, eps):
             os._exit(3)
     """)
     assert harness.evaluate(crash).status is Status.CRASHED
-    assert harness.evaluate(HONEST).passed  # on the spare, after its health check
-    assert harness.workers.started == 3 and harness.workers.health_checks == 1
+    assert harness.evaluate(HONEST).passed  # on the replacement, after its health check
+    assert harness.workers.started == 2 and harness.workers.health_checks == 1
 
 
 def test_on_the_gpu_each_evaluation_gets_a_fresh_worker_and_compile_workers_are_reused(
@@ -95,7 +105,7 @@ def test_on_the_gpu_each_evaluation_gets_a_fresh_worker_and_compile_workers_are_
         for _ in range(3):
             result, why = workers.run("compile", job, None)
             assert why is None and result["health"]["ok"]
-        assert workers.started == 6  # one that compiled all three, and a spare
+        assert workers.started == 5  # one that compiled all three (it has jobs left)
     finally:
         workers.shutdown()
 
@@ -130,16 +140,20 @@ def test_a_syntax_error_is_a_compile_error(harness):
     assert ev.status is Status.COMPILE_ERROR and "SyntaxError" in ev.reason
 
 
-def test_secrets_in_the_environment_do_not_reach_the_candidate(harness, monkeypatch):
+def test_secrets_in_the_environment_do_not_reach_the_candidate(monkeypatch):
     monkeypatch.setenv("OPENAI_API_KEY", "sk-do-not-leak")
-    ev = harness.evaluate(
-        candidate("""
+    harness = Harness(TASK, CONFIG)  # its workers start with the secret in the environment
+    try:
+        ev = harness.evaluate(
+            candidate("""
         import os
         def run(x, weight, eps):
             leaked = [k for k, v in os.environ.items() if "sk-do-not-leak" in v]
             raise RuntimeError(f"visible: {leaked}")
     """)
-    )
+        )
+    finally:
+        harness.close()
     assert "visible: []" in ev.reason
 
 

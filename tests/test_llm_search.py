@@ -54,7 +54,8 @@ def responder(body):
 def test_an_llm_search_completes_and_replays_to_the_same_tree_without_a_server(tmp_path):
     with ScriptedServer(responder) as server:
         server.script.append(error(429, "slow down", {"Retry-After": "0"}))
-        common = ["task=rmsnorm", "scorer=interpret", "display=log", "search.finalists=1",
+        common = ["task=rmsnorm", "scorer=interpret", "scorer.seeds=[0]", "display=log",
+                  "search.finalists=1",
                   "search.budget=5", "llm.model=scripted"]  # fmt: skip
         live_dir, replay_dir = tmp_path / "live", tmp_path / "replay"
         live = ksearch(
@@ -99,8 +100,8 @@ def test_an_llm_search_completes_and_replays_to_the_same_tree_without_a_server(t
 
 def run_against(server, tmp_path, *extra):
     return ksearch(
-        "task=rmsnorm", "scorer=interpret", "display=log", "search.finalists=1",
-        "search.budget=6", "llm.model=scripted", "worldmodel=openai",
+        "task=rmsnorm", "scorer=interpret", "scorer.seeds=[0]", "display=log",
+        "search.finalists=1", "search.budget=6", "llm.model=scripted", "worldmodel=openai",
         f"llm.base_url={server.url}", f"hydra.run.dir={tmp_path / 'run'}", *extra,
     )  # fmt: skip
 

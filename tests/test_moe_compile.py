@@ -15,6 +15,7 @@ from tasks.moe_gemm import TASK
 from test_cli import PYTHONPATH
 
 TESTS = Path(__file__).resolve().parent
+pytestmark = pytest.mark.compile
 
 
 @pytest.fixture(scope="module")

@@ -9,6 +9,8 @@ triton = pytest.importorskip("triton")
 
 from tasks.moe_gemm import launch  # noqa: E402
 
+pytestmark = pytest.mark.interpret
+
 #: (experts, pairs, BLOCK_M, tile map, TAIL_M): uneven counts, empty experts, an expert
 #: with several blocks, remainders that a tail takes and one it cannot
 CASES = [

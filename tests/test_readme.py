@@ -31,7 +31,7 @@ def test_the_usage_lines_run(tmp_path):
     lines = [line.split("  #")[0].strip() for line in blocks()[1].splitlines()]
     search, sweep, evaluate, replay, bench = lines
     run_dir = tmp_path / "run"
-    common = ["scorer=interpret", "display=log", "search.finalists=1"]
+    common = ["scorer=interpret", "scorer.seeds=[0]", "display=log", "search.finalists=1"]
 
     def run(line: str, *extra: str) -> subprocess.CompletedProcess:
         args = shlex.split(re.sub(r"\[[^\]]*\]", "", line))  # optional parts left out
@@ -48,10 +48,10 @@ def test_the_usage_lines_run(tmp_path):
 
     run(search.replace("search.budget=30", "search.budget=2"), *common, f"hydra.run.dir={run_dir}")
     assert sweep.split()[:4] == ["python", "-m", "ksearch", "-m"]
-    run(evaluate.replace("runs/.../winner.py", str(run_dir / "winner.py")), "scorer=interpret")
+    run(evaluate.replace("runs/.../winner.py", str(run_dir / "winner.py")), *common[:2])
     out = run(replay.replace("runs/.../search.db", str(run_dir / "search.db")), "--step", "1")
     assert "1 evaluations" in out.stdout
-    out = run(bench.replace("runs/.../winner.py", str(run_dir / "winner.py")), "scorer=interpret")
+    out = run(bench.replace("runs/.../winner.py", str(run_dir / "winner.py")), *common[:2])
     entries = json.loads(out.stdout.strip().splitlines()[-1])["entries"]
     assert set(entries) == {"winner", "baseline"}  # no peer imports on a CPU machine
     assert entries["winner"]["status"] == "passed"

@@ -8,15 +8,12 @@ with the shipped default settings of conf/.
 
 import statistics
 
-import pytest
-
 from search_helpers import evaluations_to_optimum
 
 SEEDS = range(12)
 BUDGET = 150
 
 
-@pytest.mark.slow
 def test_mcts_reaches_the_optimum_in_fewer_evaluations_than_random_and_greedy():
     counts = {
         s: [evaluations_to_optimum(s, seed, BUDGET) for seed in SEEDS]

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import cast
 
 from ksearch.evaluation import Evaluation, Status
 from ksearch.mcts import Proposal
@@ -51,6 +52,49 @@ class BuiltinKnobs:
     context_std: float = 0.1
 
 
+class _RecordingMap:
+    """`get` on a mapping that remembers each key read and the value it held."""
+
+    def __init__(self, mapping: Mapping[tuple[str, str], Posterior]) -> None:
+        self.mapping = mapping
+        self.read: list[tuple[tuple[str, str], Posterior | None]] = []
+
+    def get(self, key: tuple[str, str], default: Posterior | None = None) -> Posterior | None:
+        value = self.mapping.get(key)
+        self.read.append((key, value))
+        return default if value is None else value
+
+
+class _Recorder:
+    """A view of beliefs that remembers the entries a prediction read."""
+
+    def __init__(self, beliefs: Beliefs) -> None:
+        self.beliefs = beliefs
+        self.effects = _RecordingMap(beliefs.effects)
+        self.failures: list[tuple[str, tuple[int, int] | None]] = []
+
+    def fail_chance(self, kind: str) -> float:
+        self.failures.append((kind, self.beliefs.failures.get(kind)))
+        return self.beliefs.fail_chance(kind)
+
+
+@dataclass(frozen=True, slots=True)
+class _Scored:
+    """A child's proposal under some beliefs, and the belief entries it was computed from
+    (posteriors are replaced, never changed, so an entry is stale when one is another)."""
+
+    move: tuple[Action, Plan, str | None]
+    logit: float
+    proposal: Proposal
+    effects: tuple[tuple[tuple[str, str], Posterior | None], ...]
+    failures: tuple[tuple[str, tuple[int, int] | None], ...]
+
+    def fresh(self, beliefs: Beliefs) -> bool:
+        return all(beliefs.effects.get(k) is v for k, v in self.effects) and all(
+            beliefs.failures.get(k) == v for k, v in self.failures
+        )
+
+
 class BuiltinWorldModel:
     """World model over a task's design space, with beliefs per action kind and regime."""
 
@@ -67,6 +111,8 @@ class BuiltinWorldModel:
         self.weights = {r: counts.get(r, 0) / total for r in self.space.regimes}
         self._children: dict[str, list[tuple[Action, Plan, str | None]]] = {}
         self._priors: dict[tuple[str, Value, Value, str], Posterior] = {}
+        #: per plan: its children's predictions, and its proposals
+        self._scored: dict[str, tuple[list[_Scored], list[Proposal]]] = {}
         self.decisions = [p for p in self.space.params if p.kind is ParamKind.DECISION]
 
     def root(self) -> Plan:
@@ -136,17 +182,40 @@ class BuiltinWorldModel:
             var += (w * post.std) ** 2
         return mean, math.sqrt(var)
 
+    def _score(
+        self, plan: Plan, move: tuple[Action, Plan, str | None], beliefs: Beliefs
+    ) -> _Scored:
+        """One child's prediction and logit, with the belief entries they were read from."""
+        action, child, reason = move
+        seen = _Recorder(beliefs)
+        view = cast(Beliefs, seen)
+        mean, std = self.predict(plan, action, view)
+        p_fail = max(view.fail_chance(action.kind(plan, r)) for r in action.regimes(plan))
+        logit = (mean + self.knobs.optimism * std) / self.knobs.temperature
+        logit += math.log(max(1.0 - p_fail, 1e-6))
+        proposal = Proposal(action, child, mean, std, 0.0, infeasible=reason)
+        return _Scored(move, logit, proposal, tuple(seen.effects.read), tuple(seen.failures))
+
     def propose(self, plan: Plan, beliefs: Beliefs) -> list[Proposal]:
-        """All one-move children of `plan`, best prior first; infeasible ones last, flagged."""
-        scored: list[tuple[float, Proposal]] = []
-        for action, child, reason in self.children(plan):
-            mean, std = self.predict(plan, action, beliefs)
-            if mean == 0.0 and std == 0.0:
-                continue  # touches only regimes with no workloads in the suite
-            p_fail = max(beliefs.fail_chance(action.kind(plan, r)) for r in action.regimes(plan))
-            logit = (mean + self.knobs.optimism * std) / self.knobs.temperature
-            logit += math.log(max(1.0 - p_fail, 1e-6))
-            scored.append((logit, Proposal(action, child, mean, std, 0.0, infeasible=reason)))
+        """All one-move children of `plan`, best prior first; infeasible ones last, flagged.
+
+        Predictions are kept per plan and computed again only where a belief entry they
+        read has changed since, so proposing under each new beliefs version costs a look-up
+        per child, not a prediction."""
+        cached = self._scored.get(plan.key)
+        if cached is None:
+            entries = [self._score(plan, move, beliefs) for move in self.children(plan)]
+        else:
+            entries = [
+                e if e.fresh(beliefs) else self._score(plan, e.move, beliefs) for e in cached[0]
+            ]
+            if all(a is b for a, b in zip(entries, cached[0], strict=True)):
+                return list(cached[1])
+        scored = [
+            (e.logit, e.proposal)
+            for e in entries
+            if not (e.proposal.mean == 0.0 and e.proposal.std == 0.0)
+        ]  # a child that touches only regimes with no workloads in the suite is none
         feasible = [(lg, p) for lg, p in scored if p.infeasible is None]
         top = max((lg for lg, _ in feasible), default=0.0)
         weights = [math.exp(lg - top) for lg, _ in feasible]
@@ -157,7 +226,8 @@ class BuiltinWorldModel:
         ]
         out.sort(key=lambda p: (-p.prior, p.action.describe()))
         out += [p for _, p in scored if p.infeasible is not None]
-        return out
+        self._scored[plan.key] = (entries, out)
+        return list(out)
 
     def instantiate(self, plan: Plan, parent_source: str | None) -> str:
         return self.task.render(plan)
