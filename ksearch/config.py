@@ -17,7 +17,7 @@ from ksearch.harness import Harness, HarnessConfig
 from ksearch.loop import SearchConfig
 from ksearch.protocols import WorldModel
 from ksearch.store import Store
-from ksearch.task import Task, load_task
+from ksearch.task import Task, Workload, load_task
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -127,14 +127,19 @@ def world_model(cfg: DictConfig, t: Task, harness: Harness, store: Store) -> Wor
     if name in ("openai", "replay"):
         return _llm_world_model(cfg, t, harness, store)
     if name == "builtin":
-        from worldmodel.builtin import BuiltinKnobs, BuiltinWorldModel
-
-        knobs = build(BuiltinKnobs, cfg.worldmodel, skip=("name",))
-        try:
-            return BuiltinWorldModel(t, harness.workloads, knobs=knobs)
-        except ValueError as e:
-            raise ConfigError(str(e)) from e
+        return builtin_world_model(cfg, t, harness.workloads)
     raise ConfigError(f"unknown world model {name!r}; available: builtin, openai, replay")
+
+
+def builtin_world_model(cfg: DictConfig, t: Task, workloads: Sequence[Workload]) -> WorldModel:
+    """The built-in world model with the settings of the `worldmodel` group."""
+    from worldmodel.builtin import BuiltinKnobs, BuiltinWorldModel
+
+    knobs = build(BuiltinKnobs, cfg.worldmodel, skip=("name",))
+    try:
+        return BuiltinWorldModel(t, workloads, knobs=knobs)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def _llm_world_model(cfg: DictConfig, t: Task, harness: Harness, store: Store) -> WorldModel:

@@ -115,6 +115,11 @@ class DesignSpace:
         """The starting plan: every parameter at its default, or its start value, per regime."""
         return self._root
 
+    def untuned(self) -> Plan:
+        """Every parameter at its default in every regime: the plan a search starts from
+        when it is to find what the start values know."""
+        return Plan.of({r: {p.name: p.default for p in self.params} for r in self.regimes})
+
 
 def table_json(table: Mapping[str, Mapping[str, Value]]) -> str:
     """A plan's table (or part of one) as the compact, key-sorted JSON plans are stored in."""

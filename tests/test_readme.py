@@ -29,7 +29,7 @@ def test_exactly_two_commands_each_a_make_target():
 @pytest.mark.interpret
 def test_the_usage_lines_run(tmp_path):
     lines = [line.split("  #")[0].strip() for line in blocks()[1].splitlines()]
-    search, sweep, evaluate, replay, bench = lines
+    search, sweep, evaluate, replay, bench, study = lines
     run_dir = tmp_path / "run"
     common = ["scorer=interpret", "scorer.seeds=[0]", "display=log", "search.finalists=1"]
 
@@ -55,3 +55,5 @@ def test_the_usage_lines_run(tmp_path):
     entries = json.loads(out.stdout.strip().splitlines()[-1])["entries"]
     assert set(entries) == {"winner", "baseline"}  # no peer imports on a CPU machine
     assert entries["winner"]["status"] == "passed"
+    out = run(study, "study.seeds=1", "study.strategies=[mcts]", "search.budget=5")
+    assert json.loads(out.stdout.strip().splitlines()[-1])["strategies"]["mcts"]["final"]
