@@ -140,9 +140,6 @@ class Plan:
         default_factory=list, compare=False, hash=False, repr=False
     )
 
-    def __post_init__(self) -> None:
-        self._lookup.update({(r, p): v for r, p, v in self.items})
-
     @staticmethod
     def of(table: Mapping[str, Mapping[str, Value]]) -> Plan:
         return Plan(tuple(sorted((r, p, v) for r, row in table.items() for p, v in row.items())))
@@ -150,11 +147,15 @@ class Plan:
     @property
     def regimes(self) -> tuple[str, ...]:
         if not self._regimes:
-            self._regimes.append(tuple(dict.fromkeys(r for r, _ in self._lookup)))
+            self._regimes.append(tuple(dict.fromkeys(r for r, _, _ in self.items)))
         return self._regimes[0]
 
     def get(self, param: str, regime: str) -> Value:
-        return self._lookup[(regime, param)]
+        # built at the first look-up: many plans are only compared or hashed
+        lookup = self._lookup
+        if not lookup:
+            lookup.update({(r, p): v for r, p, v in self.items})
+        return lookup[(regime, param)]
 
     def table(self) -> dict[str, dict[str, Value]]:
         out: dict[str, dict[str, Value]] = {}
