@@ -42,7 +42,9 @@ def model(task: Task) -> Landscape:
             if key not in cache:
                 cache[key] = task.estimate(None, workload)
             return cache[key]
-        regime = regime_of.setdefault(workload.name, task.regime(workload))
+        if workload.name not in regime_of:
+            regime_of[workload.name] = task.regime(workload)
+        regime = regime_of[workload.name]
         row = tuple(sorted(table[regime].items()))
         key = (workload.name, row)
         if key not in cache:
@@ -59,16 +61,23 @@ def perturbed(task: Task, draw: int, *, sigma: float = 0.03, joint: float = 0.05
     Factors are drawn from `draw`, the same for every process."""
     base = model(task)
     couples: Sequence[tuple[str, str]] = getattr(task.space, "couples", ())
+    factors: dict[tuple[object, ...], float] = {}
+    regime_of: dict[str, str] = {}
 
     def factor(*key: object, spread: float) -> float:
-        digest = hashlib.sha256(repr((draw, *key)).encode()).digest()
-        return math.exp(random.Random(digest).gauss(0.0, spread))
+        if key not in factors:
+            digest = hashlib.sha256(repr((draw, *key)).encode()).digest()
+            factors[key] = math.exp(random.Random(digest).gauss(0.0, spread))
+        return factors[key]
 
     def time(table: Table | None, params: Mapping[str, Any]) -> float:
         t = base(table, params)
         if table is None:
             return t
-        regime = task.regime(Workload(_name(params), params))
+        workload = _name(params)
+        if workload not in regime_of:
+            regime_of[workload] = task.regime(Workload(workload, params))
+        regime = regime_of[workload]
         row = table[regime]
         for name, value in row.items():
             t *= factor(name, value, regime, spread=sigma)

@@ -59,10 +59,10 @@ class _RecordingMap:
         self.mapping = mapping
         self.read: list[tuple[tuple[str, str], Posterior | None]] = []
 
-    def get(self, key: tuple[str, str], default: Posterior | None = None) -> Posterior | None:
+    def get(self, key: tuple[str, str]) -> Posterior | None:
         value = self.mapping.get(key)
         self.read.append((key, value))
-        return default if value is None else value
+        return value
 
 
 class _Recorder:
