@@ -10,12 +10,17 @@ action sets one parameter to one value, in one regime or in all of them.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
 Value = str | int | bool
+#: one regime's settings, (param, value) sorted by param
+Row = tuple[tuple[str, Value], ...]
+#: the regimes of a plan, each with its parameters
+Shape = tuple[tuple[str, tuple[str, ...]], ...]
 
 PLAN_HEADER = "# ksearch-plan: "
 
@@ -64,13 +69,17 @@ class DesignSpace:
         regimes: the workload regimes; a plan gives every parameter a value in each.
         start: (regime, param, value) overrides of the defaults in the starting plan, for
             knowledge such as "large token counts start from large tiles".
+        couples: pairs of parameters whose effects interact (a tile size and the warps
+            that compute it): the built-in world model also moves both at once.
     """
 
     params: tuple[Param, ...]
     regimes: tuple[str, ...] = ("all",)
     start: tuple[tuple[str, str, Value], ...] = ()
+    couples: tuple[tuple[str, str], ...] = ()
     _root: Plan = field(init=False, repr=False, compare=False)
     _names: frozenset[str] = field(init=False, repr=False, compare=False)
+    _shape: Shape = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         for regime, name, value in self.start:
@@ -78,11 +87,15 @@ class DesignSpace:
                 raise ValueError(f"start: unknown regime {regime!r}; known: {self.regimes}")
             if value not in self.param(name).values:
                 raise ValueError(f"start: {name}={value!r} @{regime} is not in its values")
+        for a, b in self.couples:
+            self.param(a), self.param(b)  # KeyError for an unknown parameter
         table = {r: {p.name: p.default for p in self.params} for r in self.regimes}
         for regime, name, value in self.start:
             table[regime][name] = value
         object.__setattr__(self, "_root", Plan.of(table))  # built once: plans are immutable
         object.__setattr__(self, "_names", frozenset(p.name for p in self.params))
+        params = tuple(sorted(self._names))
+        object.__setattr__(self, "_shape", tuple((r, params) for r in sorted(self.regimes)))
 
     def param(self, name: str) -> Param:
         for p in self.params:
@@ -91,10 +104,15 @@ class DesignSpace:
         raise KeyError(f"unknown parameter {name!r}; known: {[p.name for p in self.params]}")
 
     def complete(self, plan: Plan) -> Plan:
-        """`plan` with each parameter it lacks at that parameter's default, and each regime
-        it lacks at the starting plan's row: a plan written before a parameter was added
-        keeps meaning the code it meant then, and one written before a regime was split off
-        runs the starting settings there."""
+        """`plan` with each parameter it lacks at that parameter's default, in every regime
+        (a regime it lacks gets a row of defaults): a plan written before a parameter was
+        added keeps meaning the code it meant then."""
+        shape = plan.shape()
+        if shape is self._shape:
+            return plan
+        if shape == self._shape:
+            plan._shape[0] = self._shape  # the next check is by identity
+            return plan
         names = self._names
         if (
             len(plan.items) == len(plan.regimes) * len(names)
@@ -103,9 +121,8 @@ class DesignSpace:
         ):
             return plan  # (regime, param) pairs are unique, so every one is there
         table = plan.table()
-        root = self._root.table()
         for regime in self.regimes:
-            table.setdefault(regime, dict(root[regime]))
+            table.setdefault(regime, {})
         for row in table.values():
             for p in self.params:
                 row.setdefault(p.name, p.default)
@@ -139,6 +156,14 @@ class Plan:
     _regimes: list[tuple[str, ...]] = field(
         default_factory=list, compare=False, hash=False, repr=False
     )
+    _rows: dict[str, Row] = field(default_factory=dict, compare=False, hash=False, repr=False)
+    _shape: list[Shape] = field(default_factory=list, compare=False, hash=False, repr=False)
+    _hash: list[int] = field(default_factory=list, compare=False, hash=False, repr=False)
+
+    def __hash__(self) -> int:
+        if not self._hash:
+            self._hash.append(hash(self.items))
+        return self._hash[0]
 
     @staticmethod
     def of(table: Mapping[str, Mapping[str, Value]]) -> Plan:
@@ -158,18 +183,64 @@ class Plan:
         return lookup[(regime, param)]
 
     def table(self) -> dict[str, dict[str, Value]]:
-        out: dict[str, dict[str, Value]] = {}
-        for r, p, v in self.items:
-            out.setdefault(r, {})[p] = v
-        return out
+        return {r: dict(row) for r, row in self.rows().items()}
 
     def with_value(self, param: str, value: Value, regimes: tuple[str, ...]) -> Plan:
-        # the (regime, param) order of the items is unchanged, so no re-sort
+        return self.with_values({param: value}, regimes)
+
+    def with_values(self, values: Mapping[str, Value], regimes: tuple[str, ...]) -> Plan:
+        """This plan with each of `values` set in each of `regimes`."""
+        rows = self.rows()
         for r in regimes:
-            self.get(param, r)  # KeyError for a setting the plan does not have
-        return Plan(
-            tuple((r, p, value if p == param and r in regimes else v) for r, p, v in self.items)
+            names = {p for p, _ in rows[r]} if r in rows else ()
+            for param in values:
+                if param not in names:
+                    raise KeyError((r, param))  # a setting the plan does not have
+        return self.with_rows(
+            {r: tuple((p, values.get(p, v)) for p, v in rows[r]) for r in regimes}
         )
+
+    def with_rows(self, new: Mapping[str, Row]) -> Plan:
+        """This plan with some regimes' rows replaced, each by a row of the same parameters
+        in the same order; the other regimes' items are reused, not rebuilt."""
+        rows = self.rows()
+        parts = []
+        start = 0
+        for r, row in rows.items():
+            end = start + len(row)
+            if r in new:
+                parts.append(tuple((r, p, v) for p, v in new[r]))
+            else:
+                parts.append(self.items[start:end])
+            start = end
+        plan = Plan(tuple(itertools.chain.from_iterable(parts)))
+        plan._rows.update(rows)
+        plan._rows.update(new)
+        plan._shape.extend(self._shape)
+        return plan
+
+    def row(self, regime: str) -> Row:
+        """One regime's settings as sorted (param, value) pairs, hashable."""
+        return self.rows()[regime]
+
+    def rows(self) -> dict[str, Row]:
+        """Every regime's settings as sorted (param, value) pairs, hashable (computed once;
+        the mapping is shared, not to be changed)."""
+        if not self._rows and self.items:
+            self._rows.update(
+                (r, tuple((p, v) for _, p, v in group))
+                for r, group in itertools.groupby(self.items, key=lambda item: item[0])
+            )
+        return self._rows
+
+    def shape(self) -> Shape:
+        """The plan's regimes and each regime's parameters (computed once, and shared with
+        the plans made from it by `with_rows`, which keep it)."""
+        if not self._shape:
+            self._shape.append(
+                tuple((r, tuple(p for p, _ in row)) for r, row in self.rows().items())
+            )
+        return self._shape[0]
 
     def to_json(self) -> str:
         return table_json(self.table())
@@ -188,28 +259,45 @@ class Plan:
 
 @dataclass(frozen=True, slots=True)
 class Action:
-    """Set `param` to `value` in `regime`, or in every regime when `regime` is None."""
+    """Set `param` to `value` in `regime`, or in every regime when `regime` is None; a
+    compound action also sets each (param, value) of `also` there."""
 
     param: str
     value: Value
     regime: str | None = None
+    also: tuple[tuple[str, Value], ...] = ()
+
+    @property
+    def changes(self) -> dict[str, Value]:
+        """Every (param, value) the action sets."""
+        return {self.param: self.value, **dict(self.also)}
 
     def regimes(self, plan: Plan) -> tuple[str, ...]:
         return plan.regimes if self.regime is None else (self.regime,)
 
     def apply(self, plan: Plan) -> Plan:
-        return plan.with_value(self.param, self.value, self.regimes(plan))
+        return plan.with_values(self.changes, self.regimes(plan))
 
     def kind(self, plan: Plan, regime: str) -> str:
-        """The belief key of this action in one regime: `param:old->new`."""
-        return f"{self.param}:{plan.get(self.param, regime)}->{self.value}"
+        """The belief key of this action in one regime: `param:old->new`, joined by `+` for
+        each setting a compound action changes there."""
+        return "+".join(
+            f"{p}:{old}->{v}" for p, v in self.changes.items() if (old := plan.get(p, regime)) != v
+        )
 
     def describe(self) -> str:
         where = "" if self.regime is None else f" @{self.regime}"
-        return f"{self.param}={self.value}{where}"
+        return ",".join(f"{p}={v}" for p, v in self.changes.items()) + where
 
-    def to_dict(self) -> dict[str, Value | None]:
-        return {"param": self.param, "value": self.value, "regime": self.regime}
+    def to_dict(self) -> dict[str, Value | list[list[Value]] | None]:
+        out: dict[str, Value | list[list[Value]] | None] = {
+            "param": self.param,
+            "value": self.value,
+            "regime": self.regime,
+        }
+        if self.also:
+            out["also"] = [[p, v] for p, v in self.also]
+        return out
 
 
 def actions(space: DesignSpace, plan: Plan) -> Iterator[Action]:

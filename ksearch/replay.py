@@ -68,7 +68,9 @@ def _label(n: dict[str, Any]) -> str:
         "root"
         if action is None
         else (
-            f"{action['param']}={action['value']}"
+            ",".join(
+                f"{k}={v}" for k, v in [[action["param"], action["value"]], *action.get("also", [])]
+            )
             + (f" @{action['regime']}" if action["regime"] else "")
         )
     )

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from ksearch.plan import DesignSpace, Plan, Value
+from ksearch.plan import DesignSpace, Plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +80,9 @@ class Task(Protocol):
         same code are equal (`plan` itself where every setting always has an effect)."""
         ...
 
-    def prior(self, param: str, old: Value, new: Value, regime: str) -> Prior | None:
-        """The task's knowledge of one action kind in one regime, or None if it has none."""
+    def prior(self, parent: Plan, child: Plan, regime: str) -> Prior | None:
+        """The task's belief about ln(t_child / t_parent) on the workloads of `regime`, for
+        two canonical plans that differ there, or None if it knows nothing of the change."""
         ...
 
 

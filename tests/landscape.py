@@ -119,7 +119,7 @@ class LandscapeTask:
     def canonical(self, plan: Plan) -> Plan:
         return plan
 
-    def prior(self, param: str, old: Value, new: Value, regime: str) -> Prior | None:
+    def prior(self, parent: Plan, child: Plan, regime: str) -> Prior | None:
         return None
 
 

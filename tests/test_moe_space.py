@@ -200,13 +200,22 @@ def test_a_plan_written_before_a_knob_existed_renders_and_estimates_with_it_off(
     assert TASK.estimate(Plan.of(old), w) == TASK.estimate(table, w)
 
 
-def test_a_plan_written_before_the_light_regime_runs_the_starting_row_there():
+def test_a_plan_written_before_the_light_regime_runs_the_defaults_there():
     old = {r: row for r, row in plan(("tiny",), SPLIT_K=4).table().items() if r != "light"}
     rendered = read_plan(TASK.render(Plan.of(old)))
-    assert rendered.table()["light"] == canonical(ROOT).table()["light"]
+    assert rendered.table()["light"] == canonical(SPACE.untuned()).table()["light"]
     assert rendered.get("SPLIT_K", "tiny") == 4
     qwen_decode = suites.workload(suites.QWEN3_30B_TP2, 1)
-    assert TASK.estimate(Plan.of(old), qwen_decode) == TASK.estimate(ROOT, qwen_decode)
+    assert TASK.estimate(Plan.of(old), qwen_decode) == TASK.estimate(SPACE.untuned(), qwen_decode)
+
+
+def test_settings_without_effect_reset_to_the_defaults_not_to_the_start():
+    # the untuned plan sorts pairs everywhere: pair-only settings stay at their defaults
+    untuned = SPACE.untuned()
+    assert canonical(untuned) == untuned
+    assert canonical(ROOT).get("pair_mma", "small") is False
+    pair = canonical(untuned.with_value("dispatch", "pair", ("tiny",)))
+    assert pair.get("pair_mma", "tiny") is False and pair.get("PREFETCH2", "tiny") == 0
 
 
 def test_a_rendered_candidate_is_self_contained_and_carries_its_table():
@@ -220,16 +229,24 @@ def test_a_rendered_candidate_is_self_contained_and_carries_its_table():
     assert callable(namespace["run"])
 
 
-def test_priors_come_from_the_regime_models():
+def prior(param, old, new, regime, at=ROOT):
+    before = canonical(at.with_value(param, old, (regime,)))
+    return TASK.prior(before, canonical(before.with_value(param, new, (regime,))), regime)
+
+
+def test_priors_come_from_the_regime_models_around_the_parent():
     # fewer launches for few pairs: one Triton program beats a dozen torch ops
-    assert TASK.prior("metadata", "torch", "triton", "small").mean < -0.05
+    assert prior("metadata", "torch", "triton", "small").mean < -0.05
     # a single program walking 30000 pairs is slower than three kernels over them
-    assert TASK.prior("metadata", "triton", "parallel", "huge").mean < 0
+    assert prior("metadata", "triton", "parallel", "huge").mean < 0
     # a separate activation pass costs a launch and a round trip of the intermediate
-    assert TASK.prior("epilogue", "fused", "separate", "small").mean > 0
-    assert TASK.prior("no_such_param", 1, 2, "small") is None
-    p = TASK.prior("BLOCK_M", 16, 32, "small")
+    assert prior("epilogue", "fused", "separate", "small").mean > 0
+    p = prior("BLOCK_M", 16, 32, "small")
     assert p is not None and p.std > 0
+    # eight warps pay off on 128-wide gate/up tiles, not on the default 64-wide ones
+    wide = prior("num_warps1", 4, 8, "huge")
+    narrow = prior("num_warps1", 4, 8, "huge", at=ROOT.with_value("BLOCK_N1", 64, ("huge",)))
+    assert wide.mean < narrow.mean
 
 
 def test_the_cost_model_respects_the_roofline_and_ranks_launch_overheads():

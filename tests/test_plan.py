@@ -72,16 +72,45 @@ def test_complete_fills_what_an_older_plan_lacks_and_keeps_a_complete_plan():
     assert SPACE.complete(extra) == extra  # a setting it does not know is kept
 
 
-def test_complete_gives_a_regime_an_older_plan_lacks_the_starting_row():
+def test_complete_gives_a_regime_an_older_plan_lacks_the_defaults_not_the_start():
     space = DesignSpace(
         params=SPACE.params, regimes=("small", "light", "large"), start=(("light", "block", 64),)
     )
     old = Plan.of({"small": {"mode": "b"}, "large": {"mode": "c", "block": 16}})
     assert space.complete(old).table() == {
         "small": {"mode": "b", "block": 32},
-        "light": {"mode": "a", "block": 64},
+        "light": {"mode": "a", "block": 32},
         "large": {"mode": "c", "block": 16},
     }
+
+
+def test_with_rows_and_with_values_change_only_what_they_name():
+    root = SPACE.root()
+    child = root.with_values({"mode": "c", "block": 16}, ("large",))
+    assert child.table() == {
+        "small": {"mode": "a", "block": 32},
+        "large": {"mode": "c", "block": 16},
+    }
+    assert child == Plan.of(child.table()) and hash(child) == hash(Plan.of(child.table()))
+    assert child.row("large") == (("block", 16), ("mode", "c"))
+    with pytest.raises(KeyError):
+        root.with_values({"stages": 2}, ("small",))
+
+
+def test_a_compound_action_sets_every_setting_it_names_and_is_named_by_all():
+    act = Action("block", 64, "small", also=(("mode", "b"),))
+    child = act.apply(SPACE.root())
+    assert child.table()["small"] == {"mode": "b", "block": 64}
+    assert child.table()["large"] == SPACE.root().table()["large"]
+    assert act.kind(SPACE.root(), "small") == "block:32->64+mode:a->b"
+    assert act.describe() == "block=64,mode=b @small"
+    assert act.to_dict()["also"] == [["mode", "b"]]
+    assert "also" not in Action("block", 64).to_dict()  # plain actions store as before
+
+
+def test_couples_must_name_parameters_of_the_space():
+    with pytest.raises(KeyError, match="stages"):
+        DesignSpace(SPACE.params, SPACE.regimes, couples=(("block", "stages"),))
 
 
 def test_action_kind_names_the_transition():

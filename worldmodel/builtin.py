@@ -1,11 +1,19 @@
 """The built-in world model: typed actions over a task's design space, Bayesian beliefs.
 
-It needs no LLM. Proposals are every one-move edit of a plan (see
-`ksearch.plan.actions`); each is predicted from the posteriors of its action
-kind in the regimes it touches, weighted by the share of the suite's
-workloads in each regime, and statically infeasible ones are flagged so they
-never reach a worker. Every measured child-versus-parent pair updates the
-posteriors, so evidence gathered at one node re-ranks proposals everywhere.
+It needs no LLM. Proposals are the children of a plan one action away (see
+`ksearch.plan.actions`), plus compound actions: settings the space declares coupled,
+moved together, and a regime's row set to a neighbouring regime's. Each child is the
+exact plan that will render (the task's canonical form).
+
+A child is predicted per regime it changes: the task's prior of that change, computed
+around the plan being expanded (`Task.prior(parent, child, regime)`), plus what the
+measurements say of the prior's error for that move. That error is learned in a small
+hierarchy combined by precision: measurements of the same move in the same regime and
+context count most, those in other contexts and other regimes less, and with none the
+prior stands. So evidence gathered in one branch re-ranks the same move everywhere,
+and a move that showed no effect in a context is not proposed there again. Regimes are
+weighted by their share of the suite's workloads; statically infeasible children are
+flagged so they never reach a worker.
 """
 
 from __future__ import annotations
@@ -13,21 +21,17 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from typing import cast
 
 from ksearch.evaluation import Evaluation, Status
 from ksearch.mcts import Proposal
 from ksearch.plan import Action, ParamKind, Plan, Value, actions
 from ksearch.protocols import Evidence
-from ksearch.task import Prior, Task, Workload
-from worldmodel.beliefs import Beliefs, Posterior
+from ksearch.task import Task, Workload
+from worldmodel.beliefs import Beliefs, Key
 
 log = logging.getLogger(__name__)
-
-#: The regime key of posteriors pooled over all regimes.
-ANY_REGIME = "*"
 
 #: Failures that say the implementation broke, not that the plan was slow.
 IMPLEMENTATION_FAILURES = frozenset(
@@ -37,66 +41,57 @@ IMPLEMENTATION_FAILURES = frozenset(
 
 @dataclass(frozen=True, slots=True)
 class BuiltinKnobs:
-    """How predictions become PUCT priors (conf/worldmodel/builtin.yaml).
+    """How predictions are made and become PUCT priors (conf/worldmodel/builtin.yaml).
 
     Args:
         temperature: softmax temperature over predicted ln speedups.
         optimism: weight of the prediction's std in the prior (optimism under uncertainty).
-        default_std: prior std (ln units) of an action kind the task says nothing about.
-        context_std: how much an action's effect varies between structural contexts (ln units).
+        default_std: prior std (ln units) of a change the task says nothing about.
+        noise_std: spread of one measured effect of a move around its effect (ln units).
+        context_std: how much the error of a move's prior varies between contexts.
+        regime_std: how much it varies between regimes.
+        flat: a measured |effect| below this is no effect (ln units).
+        compound: also propose coupled settings moved together, and neighbours' rows.
     """
 
     temperature: float = 0.1
     optimism: float = 0.0
     default_std: float = 0.3
-    context_std: float = 0.1
-
-
-class _RecordingMap:
-    """`get` on a mapping that remembers each key read and the value it held."""
-
-    def __init__(self, mapping: Mapping[tuple[str, str], Posterior]) -> None:
-        self.mapping = mapping
-        self.read: list[tuple[tuple[str, str], Posterior | None]] = []
-
-    def get(self, key: tuple[str, str]) -> Posterior | None:
-        value = self.mapping.get(key)
-        self.read.append((key, value))
-        return value
-
-
-class _Recorder:
-    """A view of beliefs that remembers the entries a prediction read."""
-
-    def __init__(self, beliefs: Beliefs) -> None:
-        self.beliefs = beliefs
-        self.effects = _RecordingMap(beliefs.effects)
-        self.failures: list[tuple[str, tuple[int, int] | None]] = []
-
-    def fail_chance(self, kind: str) -> float:
-        self.failures.append((kind, self.beliefs.failures.get(kind)))
-        return self.beliefs.fail_chance(kind)
+    noise_std: float = 0.03
+    context_std: float = 0.03
+    regime_std: float = 0.15
+    flat: float = 0.01
+    compound: bool = True
 
 
 @dataclass(frozen=True, slots=True)
-class _Scored:
-    """A child's proposal under some beliefs, and the belief entries it was computed from
-    (posteriors are replaced, never changed, so an entry is stale when one is another)."""
+class _Part:
+    """What a child changes in one regime, known without beliefs: the belief keys of the
+    move there (its kind with the direction of its values, pooled, per regime, per
+    context), the sign that turns the kind's direction into this one, and the prior."""
 
-    move: tuple[Action, Plan, str | None]
-    logit: float
-    proposal: Proposal
-    effects: tuple[tuple[tuple[str, str], Posterior | None], ...]
-    failures: tuple[tuple[str, tuple[int, int] | None], ...]
+    regime: str
+    weight: float
+    kind: str
+    sign: int
+    keys: tuple[Key, Key, Key]
+    mean: float
+    std: float
 
-    def fresh(self, beliefs: Beliefs) -> bool:
-        return all(beliefs.effects.get(k) is v for k, v in self.effects) and all(
-            beliefs.failures.get(k) == v for k, v in self.failures
-        )
+
+@dataclass(slots=True)
+class _Child:
+    action: Action
+    plan: Plan
+    reason: str | None
+    parts: tuple[_Part, ...]
+    label: str
+    proposal: Proposal | None = None  # under the beliefs last seen; None: not proposed
+    logit: float = 0.0
 
 
 class BuiltinWorldModel:
-    """World model over a task's design space, with beliefs per action kind and regime."""
+    """World model over a task's design space, learning where the task's priors are wrong."""
 
     def __init__(self, task: Task, workloads: Sequence[Workload], *, knobs: BuiltinKnobs) -> None:
         if task.space is None:
@@ -109,11 +104,19 @@ class BuiltinWorldModel:
         total = sum(counts.values()) or 1
         #: share of the suite's workloads in each regime; a regime with none weighs nothing
         self.weights = {r: counts.get(r, 0) / total for r in self.space.regimes}
-        self._children: dict[str, list[tuple[Action, Plan, str | None]]] = {}
-        self._priors: dict[tuple[str, Value, Value, str], Posterior] = {}
-        #: per plan: its children's predictions, and its proposals
-        self._scored: dict[str, tuple[list[_Scored], list[Proposal]]] = {}
-        self.decisions = [p for p in self.space.params if p.kind is ParamKind.DECISION]
+        self.decisions = tuple(p.name for p in self.space.params if p.kind is ParamKind.DECISION)
+        self.partners: dict[str, tuple[str, ...]] = {}
+        for a, b in self.space.couples:
+            self.partners[a] = (*self.partners.get(a, ()), b)
+            self.partners[b] = (*self.partners.get(b, ()), a)
+        self._order = {p.name: {v: i for i, v in enumerate(p.values)} for p in self.space.params}
+        self._children: dict[str, list[_Child]] = {}
+        self._proposals: dict[str, list[Proposal]] = {}
+        #: which children read each belief entry: key -> [(plan key, child index)]
+        self._readers: dict[Key, list[tuple[str, int]]] = {}
+        self._stale: dict[str, set[int]] = {}
+        self._seen = Beliefs()
+        self._contexts: dict[tuple[object, ...], str] = {}
 
     def root(self) -> Plan:
         return self.space.root()
@@ -121,113 +124,210 @@ class BuiltinWorldModel:
     def initial_beliefs(self) -> Beliefs:
         return Beliefs()
 
-    def context(self, plan: Plan, regime: str, param: str) -> str:
-        """The structural decisions around an action: its effect is learned per context too."""
-        return ",".join(
-            f"{p.name}={plan.get(p.name, regime)}" for p in self.decisions if p.name != param
-        )
+    # -- children, and what is known of them without beliefs ------------------------------------
 
-    def posterior(self, beliefs: Beliefs, action: Action, plan: Plan, regime: str) -> Posterior:
-        """The effect of `action` on ln(latency) in `regime`, in the plan's structural context.
+    def moves(self, plan: Plan) -> Iterator[Action]:
+        """Every action to consider at `plan`: one setting; with `compound`, two coupled
+        settings together in one regime, and a regime's row set to a neighbour's."""
+        yield from actions(self.space, plan)
+        if not self.knobs.compound:
+            return
+        regimes = [r for r in self.space.regimes if self.weights.get(r, 0.0) > 0.0]
+        for a, b in self.space.couples:
+            pa, pb = self.space.param(a), self.space.param(b)
+            for r in regimes:
+                for va in pa.moves(plan.get(a, r)):
+                    for vb in pb.moves(plan.get(b, r)):
+                        yield Action(a, va, r, also=((b, vb),))
+        order = self.space.regimes
+        for r in regimes:
+            i = order.index(r)
+            for j in (i - 1, i + 1):
+                if 0 <= j < len(order):
+                    diff = [
+                        (p.name, plan.get(p.name, order[j]))
+                        for p in self.space.params
+                        if plan.get(p.name, order[j]) != plan.get(p.name, r)
+                    ]
+                    if len(diff) > 1:
+                        yield Action(*diff[0], r, also=tuple(diff[1:]))
 
-        A hierarchical model with known spreads between its levels: the posterior of the
-        action kind in this context and regime if it has evidence; else, as that posterior's
-        prior, the kind in this context pooled over regimes if that has evidence, or the kind
-        in this regime pooled over contexts, widened by `context_std`.
-        """
-        kind = action.kind(plan, regime)
-        local_kind = f"{kind}|{self.context(plan, regime, action.param)}"
-        local = beliefs.effects.get((local_kind, regime))
-        if local is not None:
-            return local
-        pooled = beliefs.effects.get((local_kind, ANY_REGIME))
-        base = pooled if pooled is not None else self.shared(beliefs, action, plan, regime)
-        return Posterior.from_prior(base.m, math.hypot(base.std, self.knobs.context_std))
-
-    def shared(self, beliefs: Beliefs, action: Action, plan: Plan, regime: str) -> Posterior:
-        """The kind's posterior pooled over all contexts, starting from the task's prior."""
-        post = beliefs.effects.get((action.kind(plan, regime), regime))
-        if post is not None:
-            return post
-        key = (action.param, plan.get(action.param, regime), action.value, regime)
-        if key not in self._priors:
-            prior = self.task.prior(*key)
-            if prior is None:
-                prior = Prior(0.0, self.knobs.default_std)
-            self._priors[key] = Posterior.from_prior(prior.mean, prior.std)
-        return self._priors[key]
-
-    def children(self, plan: Plan) -> list[tuple[Action, Plan, str | None]]:
-        """Each one-move child of `plan` with the reason it is infeasible, if it is (cached).
-        A move whose settings take no effect (the task renders the child as `plan`) is none."""
+    def children(self, plan: Plan) -> list[_Child]:
+        """Each distinct child of `plan` as it will render, with the reason it is infeasible
+        if it is (cached). A move that renders `plan` again, or touches only regimes with no
+        workloads in the suite, makes none."""
         if plan.key not in self._children:
+            base = self.task.canonical(plan)
+            seen = {base}
             out = []
-            same = self.task.canonical(plan)
-            for action in actions(self.space, plan):
-                child = action.apply(plan)
-                if child != plan and self.task.canonical(child) != same:
-                    out.append((action, child, self.task.infeasible(child)))
+            for action in self.moves(base):
+                child = self.task.canonical(action.apply(base))
+                if child in seen:
+                    continue
+                seen.add(child)
+                parts = self._parts(base, action, child)
+                if parts:
+                    reason = self.task.infeasible(child)
+                    out.append(_Child(action, child, reason, parts, action.describe()))
             self._children[plan.key] = out
         return self._children[plan.key]
 
-    def predict(self, plan: Plan, action: Action, beliefs: Beliefs) -> tuple[float, float]:
-        """Predicted ln(t_parent / t_child) and its std, over the regimes the action touches."""
-        mean, var = 0.0, 0.0
-        for r in action.regimes(plan):
+    def _parts(self, base: Plan, action: Action, child: Plan) -> tuple[_Part, ...]:
+        out = []
+        for r in action.regimes(base):
             w = self.weights.get(r, 0.0)
-            if w == 0.0 or plan.get(action.param, r) == action.value:
+            changes = [
+                (p, old, v) for p, v in action.changes.items() if (old := base.get(p, r)) != v
+            ]
+            if w == 0.0 or not changes:
                 continue
-            post = self.posterior(beliefs, action, plan, r)
-            mean -= w * post.m
-            var += (w * post.std) ** 2
+            kind, sign = self._kind(changes)
+            context = self.context(base, r, tuple(p for p, _, _ in changes))
+            prior = self.task.prior(base, child, r)
+            mean, std = (0.0, self.knobs.default_std) if prior is None else (prior.mean, prior.std)
+            keys = ((kind,), (kind, r), (kind, r, context))
+            out.append(_Part(r, w, kind, sign, keys, mean, max(std, 1e-3)))
+        return tuple(out)
+
+    def _kind(self, changes: list[tuple[str, Value, Value]]) -> tuple[str, int]:
+        """A move's kind, `param:old->new` (joined by `+` for several settings), with the
+        values of a single setting in the order of its domain, and the sign of this
+        direction: the error of a move's prior is the negative of its reverse's."""
+        if len(changes) == 1:
+            p, old, new = changes[0]
+            order = self._order.get(p, {})
+            if order.get(old, 0) > order.get(new, 0):
+                return f"{p}:{new}->{old}", -1
+            return f"{p}:{old}->{new}", 1
+        return "+".join(sorted(f"{p}:{old}->{new}" for p, old, new in changes)), 1
+
+    def context(self, plan: Plan, regime: str, moved: tuple[str, ...]) -> str:
+        """The settings around a move: the structural decisions and the settings coupled
+        with the moved ones, as they are in `plan` (the move's effect is learned per
+        context too)."""
+        row = plan.row(regime)
+        key = (row, moved)
+        if key not in self._contexts:
+            around = [d for d in self.decisions if d not in moved]
+            around += [q for p in moved for q in self.partners.get(p, ()) if q not in moved]
+            values = dict(row)
+            self._contexts[key] = ",".join(f"{q}={values[q]}" for q in dict.fromkeys(around))
+        return self._contexts[key]
+
+    # -- predictions under beliefs -------------------------------------------------------------
+
+    def error(self, beliefs: Beliefs, part: _Part) -> tuple[float, float]:
+        """The posterior mean and std of the prior's error for this part's move, in its
+        direction: evidence in the same context counts with the noise's variance, in other
+        contexts and other regimes with the spreads between them added, all combined by
+        precision with the error's prior N(0, prior std)."""
+        k = self.knobs
+        stats = [beliefs.evidence.get(key) for key in part.keys]
+        n = [s.n if s else 0 for s in stats]
+        total = [s.residual if s else 0.0 for s in stats]
+        v_same = k.noise_std**2
+        v_context = v_same + k.context_std**2
+        v_regime = v_same + k.regime_std**2
+        precision = (
+            1.0 / part.std**2 + n[2] / v_same + (n[1] - n[2]) / v_context + (n[0] - n[1]) / v_regime
+        )
+        mean = (
+            total[2] / v_same + (total[1] - total[2]) / v_context + (total[0] - total[1]) / v_regime
+        ) / precision
+        return part.sign * mean, 1.0 / math.sqrt(precision)
+
+    def _flat(self, beliefs: Beliefs, part: _Part) -> bool:
+        """Whether the move was measured in this regime and context and did nothing."""
+        s = beliefs.evidence.get(part.keys[2])
+        return s is not None and abs(s.observed / s.n) < self.knobs.flat
+
+    def _score(self, c: _Child, beliefs: Beliefs) -> None:
+        """Predict one child under `beliefs`: its proposal and logit, or none if every
+        regime it changes showed no effect."""
+        mean, var = 0.0, 0.0
+        flat = True
+        for part in c.parts:
+            err, std = self.error(beliefs, part)
+            mean -= part.weight * (part.mean + err)
+            var += (part.weight * std) ** 2
+            flat = flat and self._flat(beliefs, part)
+        if flat:
+            c.proposal = None
+            return
+        std = math.sqrt(var)
+        p_fail = max(beliefs.fail_chance(part.kind) for part in c.parts)
+        c.logit = (mean + self.knobs.optimism * std) / self.knobs.temperature
+        c.logit += math.log(max(1.0 - p_fail, 1e-6))
+        c.proposal = Proposal(c.action, c.plan, mean, std, 0.0, infeasible=c.reason)
+
+    def predict(self, plan: Plan, action: Action, beliefs: Beliefs) -> tuple[float, float]:
+        """Predicted ln(t_parent / t_child) and its std for `action` at `plan`."""
+        base = self.task.canonical(plan)
+        child = self.task.canonical(action.apply(base))
+        c = _Child(action, child, None, self._parts(base, action, child), "")
+        mean, var = 0.0, 0.0
+        for part in c.parts:
+            err, std = self.error(beliefs, part)
+            mean -= part.weight * (part.mean + err)
+            var += (part.weight * std) ** 2
         return mean, math.sqrt(var)
 
-    def _score(
-        self, plan: Plan, move: tuple[Action, Plan, str | None], beliefs: Beliefs
-    ) -> _Scored:
-        """One child's prediction and logit, with the belief entries they were read from."""
-        action, child, reason = move
-        seen = _Recorder(beliefs)
-        view = cast(Beliefs, seen)
-        mean, std = self.predict(plan, action, view)
-        p_fail = max(view.fail_chance(action.kind(plan, r)) for r in action.regimes(plan))
-        logit = (mean + self.knobs.optimism * std) / self.knobs.temperature
-        logit += math.log(max(1.0 - p_fail, 1e-6))
-        proposal = Proposal(action, child, mean, std, 0.0, infeasible=reason)
-        return _Scored(move, logit, proposal, tuple(seen.effects.read), tuple(seen.failures))
+    def _sync(self, beliefs: Beliefs) -> None:
+        """Mark stale the children whose belief entries differ from the beliefs last seen."""
+        old = self._seen
+        if beliefs is old:
+            return
+        changed: set[Key] = set()
+        for mine, theirs in ((beliefs.evidence, old.evidence), (old.evidence, beliefs.evidence)):
+            changed.update(k for k, v in mine.items() if theirs.get(k) is not v)
+        for mine_f, theirs_f in (
+            (beliefs.failures, old.failures),
+            (old.failures, beliefs.failures),
+        ):
+            changed.update((k,) for k, v in mine_f.items() if theirs_f.get(k) != v)
+        for key in changed:
+            for plan_key, i in self._readers.get(key, ()):
+                self._stale.setdefault(plan_key, set()).add(i)
+        self._seen = beliefs
 
     def propose(self, plan: Plan, beliefs: Beliefs) -> list[Proposal]:
-        """All one-move children of `plan`, best prior first; infeasible ones last, flagged.
+        """The children of `plan`, best prior first; infeasible ones last, flagged.
 
-        Predictions are kept per plan and computed again only where a belief entry they
-        read has changed since, so proposing under each new beliefs version costs a look-up
-        per child, not a prediction."""
-        cached = self._scored.get(plan.key)
+        Predictions are kept per child and computed again only where a belief entry they
+        read has changed, so proposing under each new beliefs version costs a look-up for
+        most children, not a prediction."""
+        self._sync(beliefs)
+        kids = self.children(plan)
+        cached = self._proposals.get(plan.key)
         if cached is None:
-            entries = [self._score(plan, move, beliefs) for move in self.children(plan)]
+            for i, c in enumerate(kids):
+                self._score(c, beliefs)
+                for part in c.parts:
+                    for key in part.keys:
+                        self._readers.setdefault(key, []).append((plan.key, i))
         else:
-            entries = [
-                e if e.fresh(beliefs) else self._score(plan, e.move, beliefs) for e in cached[0]
-            ]
-            if all(a is b for a, b in zip(entries, cached[0], strict=True)):
-                return list(cached[1])
-        scored = [
-            (e.logit, e.proposal)
-            for e in entries
-            if not (e.proposal.mean == 0.0 and e.proposal.std == 0.0)
-        ]  # a child that touches only regimes with no workloads in the suite is none
-        feasible = [(lg, p) for lg, p in scored if p.infeasible is None]
-        top = max((lg for lg, _ in feasible), default=0.0)
-        weights = [math.exp(lg - top) for lg, _ in feasible]
+            stale = self._stale.pop(plan.key, set())
+            if not stale:
+                return list(cached)
+            for i in stale:
+                self._score(kids[i], beliefs)
+        self._stale.pop(plan.key, None)
+        live = [c for c in kids if c.proposal is not None]
+        feasible = [c for c in live if c.reason is None]
+        top = max((c.logit for c in feasible), default=0.0)
+        weights = [math.exp(c.logit - top) for c in feasible]
         z = sum(weights) or 1.0
+        ranked = sorted(zip(weights, feasible, strict=True), key=lambda wc: (-wc[0], wc[1].label))
         out = [
             Proposal(p.action, p.plan, p.mean, p.std, w / z)
-            for w, (_, p) in zip(weights, feasible, strict=True)
+            for w, c in ranked
+            if (p := c.proposal) is not None
         ]
-        out.sort(key=lambda p: (-p.prior, p.action.describe()))
-        out += [p for _, p in scored if p.infeasible is not None]
-        self._scored[plan.key] = (entries, out)
+        out += [c.proposal for c in live if c.reason is not None and c.proposal is not None]
+        self._proposals[plan.key] = out
         return list(out)
+
+    # -- code and evidence -----------------------------------------------------------------------
 
     def instantiate(self, plan: Plan, parent_source: str | None) -> str:
         return self.task.render(plan)
@@ -237,29 +337,24 @@ class BuiltinWorldModel:
         return None
 
     def revise(self, beliefs: Beliefs, evidence: Evidence) -> Beliefs:
-        """Update the action kind's posteriors from one child-versus-parent measurement."""
-        plan, action = evidence.parent_plan, evidence.action
-        regimes = [r for r in action.regimes(plan) if plan.get(action.param, r) != action.value]
+        """Add one child-versus-parent measurement: per regime the move changed, its
+        observed effect against the prior's prediction, and whether it broke."""
+        base = self.task.canonical(evidence.parent_plan)
+        child = self.task.canonical(evidence.action.apply(base))
+        parts = self._parts(base, evidence.action, child)
         failed = evidence.status in IMPLEMENTATION_FAILURES
-        for r in regimes:
-            beliefs = beliefs.with_outcome(action.kind(plan, r), failed)
+        for part in parts:
+            beliefs = beliefs.with_outcome(part.kind, failed)
         if evidence.status is Status.PASSED:
-            for r in regimes:
+            for part in parts:
                 ratios = [
                     math.log(evidence.child_latency[w] / t)
                     for w, t in evidence.parent_latency.items()
-                    if self.regime_of.get(w) == r and w in evidence.child_latency
+                    if self.regime_of.get(w) == part.regime and w in evidence.child_latency
                 ]
                 if ratios:
                     y = sum(ratios) / len(ratios)
-                    kind = action.kind(plan, r)
-                    local = f"{kind}|{self.context(plan, r, action.param)}"
-                    post = self.posterior(beliefs, action, plan, r)
-                    beliefs = beliefs.with_effect(local, r, post.observe(y))
-                    shared = self.shared(beliefs, action, plan, r)
-                    beliefs = beliefs.with_effect(kind, r, shared.observe(y))
-                    pooled = beliefs.effects.get((local, ANY_REGIME), post)
-                    beliefs = beliefs.with_effect(local, ANY_REGIME, pooled.observe(y))
+                    beliefs = beliefs.with_evidence(part.keys, part.sign * y, part.sign * part.mean)
         return replace(beliefs, version=beliefs.version + 1)
 
     def beliefs_json(self, beliefs: Beliefs) -> str:

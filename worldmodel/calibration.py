@@ -8,10 +8,43 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
-from worldmodel.beliefs import Posterior
-
 #: prior std (ln units) of the effect of a tunable constant's move: weak, as DESIGN.md says
 TUNE_STD = 0.1
+#: the spread of a move's effect between plans assumed before any evidence (ln units)
+PRIOR_NOISE = 0.1
+
+
+@dataclass(frozen=True, slots=True)
+class Posterior:
+    """Normal-inverse-gamma over (effect, variance): mean m, pseudo-count kappa, alpha, beta."""
+
+    m: float
+    kappa: float
+    alpha: float
+    beta: float
+    n: int = 0
+
+    @staticmethod
+    def from_prior(mean: float, std: float, noise: float = PRIOR_NOISE) -> Posterior:
+        """A prior whose effect has the given mean and std and whose noise is `noise`."""
+        std = max(std, 1e-3)
+        return Posterior(m=mean, kappa=noise**2 / std**2, alpha=2.0, beta=noise**2)
+
+    def observe(self, y: float) -> Posterior:
+        """The posterior after one observed effect `y` (ln of child over parent time)."""
+        k = self.kappa + 1.0
+        return Posterior(
+            m=(self.kappa * self.m + y) / k,
+            kappa=k,
+            alpha=self.alpha + 0.5,
+            beta=self.beta + self.kappa * (y - self.m) ** 2 / (2.0 * k),
+            n=self.n + 1,
+        )
+
+    @property
+    def std(self) -> float:
+        """Standard deviation of the effect's mean: sqrt(beta / ((alpha - 1) kappa))."""
+        return math.sqrt(self.beta / ((self.alpha - 1.0) * self.kappa))
 
 
 @dataclass(frozen=True, slots=True)

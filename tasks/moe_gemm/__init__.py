@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ksearch.plan import DesignSpace, Plan, Value
+from ksearch.plan import DesignSpace, Plan
 from ksearch.task import Prior, Workload
 from tasks.moe_gemm import cost, priors, render, space, suites
 
@@ -107,8 +107,8 @@ class MoeGemm:
     def canonical(self, plan: Plan) -> Plan:
         return space.canonical(plan)
 
-    def prior(self, param: str, old: Value, new: Value, regime: str) -> Prior | None:
-        return priors.prior(param, old, new, regime)
+    def prior(self, parent: Plan, child: Plan, regime: str) -> Prior | None:
+        return priors.prior(parent, child, regime)
 
 
 TASK = MoeGemm()

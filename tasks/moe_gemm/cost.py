@@ -6,7 +6,7 @@ from collections.abc import Mapping
 from functools import cache
 
 from ksearch.plan import Plan, Value
-from ksearch.task import Workload
+from ksearch.task import H100_CEILINGS, Workload
 
 _BYTES = {"bfloat16": 2, "float16": 2, "float32": 4}
 #: expert popularity ∝ rank^-ZIPF_EXPONENT in skewed routing (suites.make_inputs)
@@ -47,8 +47,12 @@ def regime(w: Workload) -> str:
 def experts_touched(w: Workload) -> float:
     """Expected experts with at least one of the T tokens, from the chance of each expert
     to be in a token's top k (k/E each under uniform routing)."""
-    chances = expert_chances(w["E"], w["k"], w.params.get("routing", "uniform"))
-    return sum(1.0 - (1.0 - p) ** w["T"] for p in chances)
+    return _touched(w["E"], w["k"], w.params.get("routing", "uniform"), w["T"])
+
+
+@cache
+def _touched(e: int, k: int, routing: str, t: int) -> float:
+    return sum(1.0 - (1.0 - p) ** t for p in expert_chances(e, k, routing))
 
 
 @cache
@@ -114,14 +118,17 @@ def estimate(plan: Plan | None, w: Workload) -> float:
     registers spilled. It ranks plans the way the hardware tends to; it is never a
     measurement.
     """
-    from ksearch.task import H100_CEILINGS
-
+    if plan is not None:
+        return estimate_row(dict(plan.row(regime(w))), w)
     b = _BYTES[w["dtype"]]
-    if plan is None:
-        pairs = w["T"] * w["k"]
-        glue = pairs * (3 * w["H"] + 3 * 2 * w["I"] + 2 * w["H"]) * b  # gathers, act, combine
-        return floor(w, H100_CEILINGS) / 0.6 + 1e6 * glue / H100_CEILINGS["bytes"] + 60.0
-    s = plan.table()[regime(w)]
+    pairs = w["T"] * w["k"]
+    glue = pairs * (3 * w["H"] + 3 * 2 * w["I"] + 2 * w["H"]) * b  # gathers, act, combine
+    return floor(w, H100_CEILINGS) / 0.6 + 1e6 * glue / H100_CEILINGS["bytes"] + 60.0
+
+
+def estimate_row(s: Mapping[str, Value], w: Workload) -> float:
+    """`estimate` of the settings `s` of the workload's regime."""
+    b = _BYTES[w["dtype"]]
     bw, peak = H100_CEILINGS["bytes"], H100_CEILINGS["flops"]
     t, k, h, i = w["T"], w["k"], w["H"], w["I"]
     p = t * k

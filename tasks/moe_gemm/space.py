@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from ksearch.plan import DesignSpace, Param, ParamKind, Plan, Value
+from ksearch.plan import DesignSpace, Param, ParamKind, Plan, Row, Value
 from tasks.moe_gemm.cost import REGIMES, reads_tail
 
 KNOB = ParamKind.KNOB
@@ -164,41 +164,63 @@ START: dict[str, dict[str, Value]] = {
     "huge": {**_ONE_BLOCK_PER_EXPERT, "BLOCK_N1": 128, "num_warps1": 8, "GROUP_M": 4},
 }  # fmt: skip
 
+#: settings whose effects interact, so the built-in world model also moves them together:
+#: each tile's sizes with the warps that compute it and the stages that feed it, the atomic
+#: combine with how it is finished and with the K slices it adds, pair dispatch with its MMA
+COUPLES = (
+    ("BLOCK_N1", "num_warps1"), ("BLOCK_K1", "num_stages1"), ("BLOCK_N1", "BLOCK_K1"),
+    ("BLOCK_N2", "num_warps2"), ("BLOCK_K2", "num_stages2"), ("BLOCK_N2", "BLOCK_K2"),
+    ("BLOCK_M", "BLOCK_N1"), ("combine", "atomic_finish"), ("SPLIT_K", "combine"),
+    ("dispatch", "pair_mma"), ("dispatch", "combine"),
+)  # fmt: skip
+
 SPACE = DesignSpace(
     params=SPACE_PARAMS,
     regimes=tuple(name for name, _, _ in REGIMES),
     start=tuple((r, p, v) for r, row in START.items() for p, v in row.items()),
+    couples=COUPLES,
 )
+DEFAULTS: dict[str, Value] = {p.name: p.default for p in SPACE_PARAMS}
 
 #: settings a pair-dispatch program never reads
 _SORTED_ONLY = ("metadata", "swap_ab", "schedule", "BLOCK_M", "GROUP_M", "PROGRAMS_PER_SM")
 #: settings only a pair-dispatch program reads
 _PAIR_ONLY = ("pair_mma", "PREFETCH2", "early_down")
-#: settings that decide which others take effect
-_DEPENDS = ("dispatch", "schedule", "combine", "swap_ab")
+
+_CANONICAL: dict[Row, Row] = {}
+
+
+def canonical_row(row: Row) -> Row:
+    """One regime's settings with those that take no effect at their defaults (cached)."""
+    out = _CANONICAL.get(row)
+    if out is None:
+        s = dict(row)
+        unused = list(_SORTED_ONLY) if s["dispatch"] == "pair" else list(_PAIR_ONLY)
+        if s["schedule"] != "persistent":
+            unused.append("PROGRAMS_PER_SM")
+        if s["combine"] != "atomic":
+            unused.append("atomic_finish")
+        if not reads_tail(s):
+            unused.append("TAIL_M")
+        for name in unused:
+            s[name] = DEFAULTS[name]
+        out = tuple((p, s[p]) for p, _ in row)
+        if out == row:
+            out = row  # the same object: callers compare by identity first
+        _CANONICAL[row] = out
+    return out
 
 
 def canonical(plan: Plan) -> Plan:
-    """`plan` with settings that have no effect reset to the starting plan's, so plans that
+    """`plan` with settings that have no effect reset to their defaults, so plans that
     differ only there render the same code (and are measured once)."""
-    root = SPACE.root()
     plan = SPACE.complete(plan)
-    reset: dict[tuple[str, str], Value] = {}
-    for regime in plan.regimes:
-        row = {name: plan.get(name, regime) for name in _DEPENDS}
-        unused = list(_SORTED_ONLY) if row["dispatch"] == "pair" else list(_PAIR_ONLY)
-        if row["schedule"] != "persistent":
-            unused.append("PROGRAMS_PER_SM")
-        if row["combine"] != "atomic":
-            unused.append("atomic_finish")
-        if not reads_tail(row):
-            unused.append("TAIL_M")
-        for name in unused:
-            if plan.get(name, regime) != root.get(name, regime):
-                reset[(regime, name)] = root.get(name, regime)
-    if not reset:
-        return plan
-    return Plan(tuple((r, p, reset.get((r, p), v)) for r, p, v in plan.items))
+    changed = {}
+    for r, row in plan.rows().items():
+        out = canonical_row(row)
+        if out is not row and out != row:
+            changed[r] = out
+    return plan.with_rows(changed) if changed else plan
 
 
 def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
@@ -236,10 +258,15 @@ def infeasible_settings(regime: str, s: Mapping[str, Value]) -> str | None:
     return None
 
 
+_INFEASIBLE: dict[tuple[str, Row], str | None] = {}
+
+
 def infeasible(plan: Plan) -> str | None:
     """The first reason any regime of `plan` cannot work, or None."""
-    for regime, settings in plan.table().items():
-        reason = infeasible_settings(regime, settings)
-        if reason:
-            return reason
+    for regime, row in plan.rows().items():
+        key = (regime, row)
+        if key not in _INFEASIBLE:
+            _INFEASIBLE[key] = infeasible_settings(regime, dict(row))
+        if _INFEASIBLE[key]:
+            return _INFEASIBLE[key]
     return None

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ksearch.plan import DesignSpace, Plan, Value
+from ksearch.plan import DesignSpace, Plan
 from ksearch.task import Prior, Workload
 from tasks.rmsnorm import cost, render, space
 
@@ -116,8 +116,8 @@ class RmsNorm:
     def canonical(self, plan: Plan) -> Plan:
         return plan  # every setting is written into the candidate, read or not
 
-    def prior(self, param: str, old: Value, new: Value, regime: str) -> Prior | None:
-        return space.prior(param, old, new, regime)
+    def prior(self, parent: Plan, child: Plan, regime: str) -> Prior | None:
+        return space.prior(parent, child, regime)
 
 
 TASK = RmsNorm()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ksearch.plan import DesignSpace, Param, ParamKind, Plan, Value
 from ksearch.task import Prior
 
@@ -91,8 +93,21 @@ _UPWARD: dict[tuple[str, str], tuple[float, float]] = {
 }
 
 
-def prior(param: str, old: Value, new: Value, regime: str) -> Prior | None:
-    """The task's prior for setting `param` from `old` to `new` in `regime`, if it has one."""
+def prior(parent: Plan, child: Plan, regime: str) -> Prior | None:
+    """The sum of the heuristics of the settings `child` changes in `regime`, or None if
+    there is none for any of them."""
+    known = [
+        h
+        for (param, old), (_, new) in zip(parent.row(regime), child.row(regime), strict=True)
+        if old != new and (h := move_prior(param, old, new, regime)) is not None
+    ]
+    if not known:
+        return None
+    return Prior(sum(h.mean for h in known), math.sqrt(sum(h.std**2 for h in known)))
+
+
+def move_prior(param: str, old: Value, new: Value, regime: str) -> Prior | None:
+    """The heuristic for setting `param` from `old` to `new` in `regime`, if there is one."""
     if (param, old, new, regime) in _HEURISTICS:
         mean, std = _HEURISTICS[(param, old, new, regime)]
         return Prior(mean, std)
