@@ -81,6 +81,7 @@ def search(cfg: DictConfig) -> None:
         config=search_cfg,
         workers=harness.capacity,
         on_progress=on_progress,
+        sampler=C.sampler(task, wm.root(), search_cfg),
     )
     try:
         with context:

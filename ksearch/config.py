@@ -15,9 +15,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from ksearch.harness import Harness, HarnessConfig
 from ksearch.loop import SearchConfig
+from ksearch.plan import Plan
 from ksearch.protocols import WorldModel
 from ksearch.store import Store
 from ksearch.task import Task, Workload, load_task
+from ksearch.tpe import TpeSampler
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -113,6 +115,18 @@ def scoring(cfg: DictConfig, candidates: Sequence[Path]) -> tuple[str, Harness]:
 
 def search_config(cfg: DictConfig) -> SearchConfig:
     return build(SearchConfig, cfg.search, seed=int(cfg.seed))
+
+
+def sampler(t: Task, root: Plan, config: SearchConfig) -> TpeSampler | None:
+    """The TPE sampler that `search=tpe` chooses plans with; None for other strategies."""
+    if config.strategy != "tpe":
+        return None
+    from ksearch.tpe import TpeSampler
+
+    try:
+        return TpeSampler(t, root, seed=config.seed)
+    except ValueError as e:
+        raise ConfigError(str(e)) from e
 
 
 def task(cfg: DictConfig) -> Task:

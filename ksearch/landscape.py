@@ -18,6 +18,7 @@ import math
 import random
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from time import perf_counter
 from typing import Any
 
 from ksearch.evaluation import Evaluation, Method, Status, WorkloadResult, summarize
@@ -130,6 +131,7 @@ class LandscapeScorer:
     ) -> None:
         self.task, self.landscape, self.workloads = task, landscape, tuple(workloads)
         self.noise, self.seed = noise, seed
+        self.seconds = 0.0  # spent scoring, so a study can tell the engine's own time
         self.baseline = {w.name: landscape(None, w.params) for w in self.workloads}
 
     def table(self, plan: Plan) -> Table:
@@ -148,6 +150,13 @@ class LandscapeScorer:
         return math.exp(sum(logs) / len(logs))
 
     def submit(self, source: str, *, screen: bool = True) -> Future[Evaluation]:
+        began = perf_counter()
+        try:
+            return self._submit(source)
+        finally:
+            self.seconds += perf_counter() - began
+
+    def _submit(self, source: str) -> Future[Evaluation]:
         candidate = content_hash(source)
         plan = read_plan(source)
         future: Future[Evaluation] = Future()

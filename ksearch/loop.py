@@ -26,11 +26,12 @@ from ksearch.mcts import Choice, MctsKnobs, Proposal
 from ksearch.plan import Plan, read_plan
 from ksearch.protocols import Evidence, Scorer, WorldModel
 from ksearch.store import Store
+from ksearch.tpe import TpeSampler
 from ksearch.tree import NodeStatus, Tree, add_child, backup, mark_pending, update
 
 log = logging.getLogger(__name__)
 
-STRATEGIES = ("mcts", "greedy", "random")
+STRATEGIES = ("mcts", "greedy", "random", "tpe")
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +91,14 @@ class Search:
         config: SearchConfig,
         workers: int = 1,
         on_progress: Callable[[Progress], None] | None = None,
+        sampler: TpeSampler | None = None,
     ) -> None:
+        """`sampler` chooses the plans of `search=tpe` (and is required by it); the world
+        model then only renders them."""
+        if (config.strategy == "tpe") != (sampler is not None):
+            raise ValueError("search=tpe, and only it, takes a TPE sampler")
         self.wm, self.scorer, self.store, self.config = world_model, scorer, store, config
+        self.sampler = sampler
         self.workers = max(1, workers)
         self.on_progress = on_progress or (lambda p: None)
         self.tree = Tree.start(root)
@@ -130,6 +137,8 @@ class Search:
         return int(getattr(self.beliefs, "version", 0))
 
     def select(self, rng: random.Random) -> Choice | None:
+        if self.sampler is not None:
+            return self.sampler.select(self.tree)
         if self.config.strategy == "greedy":
             return mcts.select_greedy(self.tree, self.frontier)
         if self.config.strategy == "random":
@@ -258,9 +267,12 @@ class Search:
             step=self.applied,
             reason=ev.reason,
         )
-        self._revise(node.id, ev)
-        if ev.passed:
-            self._prune(node.id)
+        if self.sampler is not None:
+            self.sampler.tell(node.plan, value)
+        else:
+            self._revise(node.id, ev)
+            if ev.passed:
+                self._prune(node.id)
         self._save(node.id)
         self._event(
             "evaluated",

@@ -17,6 +17,7 @@ the branch's failure rate, never a value of minus infinity.
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Callable, Sequence
@@ -52,6 +53,11 @@ class Choice:
 Frontier = Callable[[int], Sequence[Proposal]]
 
 
+#: how Q is normalized: over the run's range of values, relative to its best value (in
+#: units of `q_scale` ln speedup), or by rank among its measured values
+Q_NORMS = ("range", "best", "rank")
+
+
 @dataclass(frozen=True, slots=True)
 class MctsKnobs:
     """PUCT and widening constants (conf/search/mcts.yaml)."""
@@ -61,13 +67,33 @@ class MctsKnobs:
     widen_alpha: float = 0.5
     fail_penalty: float = 0.25
     optimism: float = 0.0
+    q_norm: str = "range"
+    q_scale: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.q_norm not in Q_NORMS:
+            raise ValueError(f"search.mcts.q_norm must be one of {Q_NORMS}, not {self.q_norm!r}")
+        if self.q_scale <= 0:
+            raise ValueError(f"search.mcts.q_scale must be positive, got {self.q_scale}")
 
 
-def _normalizer(tree: Tree) -> Callable[[float], float]:
-    span = tree.value_range()
-    if span is None or span[1] - span[0] < 1e-12:
-        return lambda v: 0.5 + v - (span[0] if span else 0.0)
-    lo, hi = span
+def _normalizer(tree: Tree, knobs: MctsKnobs) -> Callable[[float], float]:
+    """Q of a value (a measured or predicted ln score): 1 at the run's best value.
+
+    `range` maps the run's lowest value to 0, so one disaster squeezes every gain;
+    `best` counts ln speedup against the best in units of `q_scale`, so a 1% gain weighs
+    the same however wide the range; `rank` is the share of measured values below."""
+    values = sorted(n.value for n in tree.nodes if n.value is not None)
+    if not values:
+        return lambda v: 0.5 + v
+    lo, hi = values[0], values[-1]
+    if knobs.q_norm == "best":
+        return lambda v: 1.0 + (v - hi) / knobs.q_scale
+    if knobs.q_norm == "rank":
+        n = len(values)
+        return lambda v: bisect.bisect_left(values, v + 1e-12) / n
+    if hi - lo < 1e-12:
+        return lambda v: 0.5 + v - lo
     return lambda v: (v - lo) / (hi - lo)
 
 
@@ -77,7 +103,7 @@ def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice |
     At a node that may widen, the proposals not yet in the tree compete with its
     measured children, valued by their predicted ln speedup (plus `optimism` stds).
     """
-    norm = _normalizer(tree)
+    norm = _normalizer(tree, knobs)
     blocked: set[int] = set()
     node = tree.root
     if node.status is not NodeStatus.PASSED:

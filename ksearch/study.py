@@ -13,15 +13,18 @@ from __future__ import annotations
 
 import json
 import math
+import multiprocessing
+import os
 import statistics
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import hydra
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
 
@@ -41,11 +44,13 @@ MARKS = (10, 25, 50, 100)
 @dataclass(slots=True)
 class Run:
     """One search of a study: its curve (true score of its best measured plan after each
-    evaluation), the true score of the winner it picks, and its seconds outside scoring."""
+    evaluation), the true score of the winner it picks, and the engine's seconds (scoring
+    excluded)."""
 
     curve: list[float] = field(default_factory=list)
     final: float = 0.0
     seconds: float = 0.0
+    infeasible: int = 0  # search=tpe: rows drawn that could not work (not measured)
 
 
 def run_one(
@@ -69,10 +74,12 @@ def run_one(
     began = time.perf_counter()
     engine = Search(
         root=root, world_model=wm, scorer=scorer, store=Store(None), config=config,
-        on_progress=watch,
+        on_progress=watch, sampler=C.sampler(task, root, config),
     )  # fmt: skip
     tree = engine.run()
-    out.seconds = time.perf_counter() - began
+    out.seconds = time.perf_counter() - began - scorer.seconds
+    if engine.sampler is not None:
+        out.infeasible = engine.sampler.infeasible
     while out.curve and len(out.curve) < config.budget:
         out.curve.append(out.curve[-1])  # no plan was left to measure
     # the winner: the finalists measured again (other noise), the best re-measurement
@@ -111,33 +118,60 @@ def study(cfg: DictConfig) -> dict[str, Any]:
         raise C.ConfigError(str(e)) from e
     if cfg.worldmodel.name != "builtin":
         raise C.ConfigError("a study runs the built-in world model (worldmodel=builtin)")
+    for strategy in s.strategies:
+        C.build(SearchConfig, cfg.search, skip=("strategy",), strategy=str(strategy))
     workloads = task.suites[str(s.suite)]
-    root = task.space.root() if s.root == "start" else task.space.untuned()
     truth = LandscapeScorer(task, landscape, workloads, noise=0.0)
     target = truth.true_score(task.space.root())
     budget = int(cfg.search.budget)
+    jobs = [(str(strategy), seed) for strategy in s.strategies for seed in range(int(s.seeds))]
+    runs: dict[tuple[str, int], Run] = {}
+    processes = int(s.jobs) if s.jobs else os.cpu_count() or 1
+    yaml = OmegaConf.to_yaml(cfg, resolve=True)
+    if processes > 1 and len(jobs) > 1:
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(min(processes, len(jobs)), mp_context=context) as pool:
+            futures = {pool.submit(_job, yaml, *job): job for job in jobs}
+            for future in as_completed(futures):
+                runs[futures[future]] = _done(futures[future], future.result())
+    else:
+        for job in jobs:
+            runs[job] = _done(job, _job(yaml, *job))
     result: dict[str, Any] = {"target": target, "strategies": {}}
-    for strategy in s.strategies:
-        runs = []
-        for seed in range(int(s.seeds)):
-            config = C.build(
-                SearchConfig, cfg.search, skip=("strategy",), strategy=str(strategy), seed=seed
-            )
-            scorer = LandscapeScorer(task, landscape, workloads, noise=float(s.noise), seed=seed)
-            runs.append(run_one(task, root, scorer, config, cfg))
-            console.print(
-                f"{strategy} seed {seed}: best {runs[-1].curve[-1]:.3f}, "
-                f"final {runs[-1].final:.3f} ({runs[-1].seconds:.1f} s)",
-                highlight=False,
-            )
-        result["strategies"][str(strategy)] = {
-            "evals_to_95": [evals_to(r.curve, 0.95 * target, budget) for r in runs],
-            "evals_to_100": [evals_to(r.curve, target, budget) for r in runs],
-            "final": [r.final for r in runs],
-            "curve": [r.curve for r in runs],
-            "overhead_ms": [1e3 * r.seconds / max(len(r.curve), 1) for r in runs],
+    for strategy in dict.fromkeys(name for name, _ in jobs):
+        mine = [runs[(strategy, seed)] for seed in range(int(s.seeds))]
+        result["strategies"][strategy] = {
+            "evals_to_95": [evals_to(r.curve, 0.95 * target, budget) for r in mine],
+            "evals_to_100": [evals_to(r.curve, target, budget) for r in mine],
+            "final": [r.final for r in mine],
+            "curve": [r.curve for r in mine],
+            "overhead_ms": [1e3 * r.seconds / max(len(r.curve), 1) for r in mine],
+            "infeasible_draws": [r.infeasible for r in mine],
         }
     return result
+
+
+def _job(yaml: str, strategy: str, seed: int) -> Run:
+    """One search of the study, from the config as YAML (so that it runs in any process)."""
+    cfg = OmegaConf.create(yaml)
+    s = cfg.study
+    task = C.task(cfg)
+    assert task.space is not None
+    landscape = load(str(s.landscape), task)
+    workloads = task.suites[str(s.suite)]
+    root = task.space.root() if s.root == "start" else task.space.untuned()
+    config = C.build(SearchConfig, cfg.search, skip=("strategy",), strategy=strategy, seed=seed)
+    scorer = LandscapeScorer(task, landscape, workloads, noise=float(s.noise), seed=seed)
+    return run_one(task, root, scorer, config, cfg)
+
+
+def _done(job: tuple[str, int], run: Run) -> Run:
+    console.print(
+        f"{job[0]} seed {job[1]}: best {run.curve[-1]:.3f}, final {run.final:.3f} "
+        f"({run.seconds:.1f} s)",
+        highlight=False,
+    )
+    return run
 
 
 def show(result: dict[str, Any], budget: int) -> None:

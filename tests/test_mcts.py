@@ -3,6 +3,8 @@
 import math
 import random
 
+import pytest
+
 from ksearch.mcts import Choice, MctsKnobs, Proposal, select_greedy, select_puct, select_random
 from ksearch.plan import Action, DesignSpace, Param, ParamKind
 from ksearch.tree import NodeStatus, Tree, add_child, backup, mark_pending
@@ -129,3 +131,23 @@ def test_random_is_reproducible_from_its_generator():
     picks = [select_random(tree, lambda n: frontier.get(n, []), random.Random(s)) for s in range(8)]
     again = [select_random(tree, lambda n: frontier.get(n, []), random.Random(s)) for s in range(8)]
     assert picks == again and len({(c.parent, c.proposal.action) for c in picks}) > 1
+
+
+def test_q_relative_to_the_best_lets_a_one_percent_gain_count_despite_a_disaster():
+    tree = measured_root(0.0)
+    tree, good = grow(tree, 0, 1, 0.01)  # 1% faster than the root
+    tree, disaster = grow(tree, 0, 2, -2.0)  # 7x slower
+    # a proposal under the root predicted as good as the root itself, with a strong prior
+    frontier = {0: [proposal(3, 0.0, 1.0)], good: [proposal(4, 0.0, 0.01)], disaster: []}
+    knobs = dict(c_puct=0.02, widen_k=4.0)
+    by_range = select_puct(tree, lambda n: frontier.get(n, []), knobs=MctsKnobs(**knobs))
+    by_best = select_puct(
+        tree, lambda n: frontier.get(n, []), knobs=MctsKnobs(q_norm="best", **knobs)
+    )
+    assert by_range is not None and by_range.parent == 0  # the gain is lost in the range
+    assert by_best is not None and by_best.parent == good
+
+
+def test_an_unknown_q_norm_is_refused():
+    with pytest.raises(ValueError, match="q_norm"):
+        MctsKnobs(q_norm="max")

@@ -86,7 +86,7 @@ def test_evaluations_to_a_target_count_from_one_and_never_is_budget_plus_one():
 def test_a_study_compares_strategies_on_a_landscape_and_ends_with_json(tmp_path):
     out = ksearch(
         "task=rmsnorm",
-        "study.strategies=[mcts,random]",
+        "study.strategies=[mcts,random,tpe]",
         "study.seeds=2",
         "study.suite=smoke",
         "study.landscape=study_landscapes:rows_landscape",
@@ -100,7 +100,8 @@ def test_a_study_compares_strategies_on_a_landscape_and_ends_with_json(tmp_path)
     assert result == json.loads((tmp_path / "study.json").read_text())
     # rmsnorm's starting plan has ROWS=1 everywhere: every workload at the baseline's time
     assert result["target"] == pytest.approx(1.0)
-    assert set(result["strategies"]) == {"mcts", "random"}
+    assert set(result["strategies"]) == {"mcts", "random", "tpe"}
+    assert result["strategies"]["tpe"]["infeasible_draws"][0] > 0  # hoisted weights
     for r in result["strategies"].values():
         assert len(r["curve"]) == len(r["final"]) == len(r["evals_to_100"]) == 2
         assert all(len(c) == 12 for c in r["curve"])
