@@ -154,6 +154,7 @@ def study(cfg: DictConfig) -> dict[str, Any]:
 def _job(yaml: str, strategy: str, seed: int) -> Run:
     """One search of the study, from the config as YAML (so that it runs in any process)."""
     cfg = OmegaConf.create(yaml)
+    assert isinstance(cfg, DictConfig)
     s = cfg.study
     task = C.task(cfg)
     assert task.space is not None

@@ -13,10 +13,10 @@ in the tree is told its known score and drawn again; neither spends the budget. 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, cast
 
 from ksearch.mcts import Choice, Proposal
-from ksearch.plan import Action, Plan
+from ksearch.plan import Action, Plan, Value
 from ksearch.task import Task
 from ksearch.tree import NodeStatus, Tree
 
@@ -52,14 +52,17 @@ class TpeSampler:
         self.infeasible = 0  # rows told as failed because they cannot work
         self.repeats = 0  # plans drawn that were in the tree already
 
-    def _row(self, regime: str) -> tuple[Any, dict[str, Any]] | None:
+    def _row(self, regime: str) -> tuple[Any, dict[str, Value]] | None:
         """A feasible row for `regime` and its trial, or None after `MAX_DRAWS` draws."""
         import optuna
 
         study = self.studies[regime]
         for _ in range(MAX_DRAWS):
             trial = study.ask()
-            row = {p.name: trial.suggest_categorical(p.name, p.values) for p in self.space.params}
+            row = {
+                p.name: cast(Value, trial.suggest_categorical(p.name, p.values))
+                for p in self.space.params
+            }
             alone = self.root.with_rows({regime: tuple(sorted(row.items()))})
             if self.task.infeasible(self.task.canonical(alone)) is None:
                 return trial, row
