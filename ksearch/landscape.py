@@ -55,7 +55,7 @@ def model(task: Task) -> Landscape:
     return time
 
 
-def perturbed(task: Task, draw: int, *, sigma: float = 0.03, joint: float = 0.05) -> Landscape:
+def perturbed(task: Task, draw: int, *, sigma: float = 0.02, joint: float = 0.03) -> Landscape:
     """The task's model with every setting's effect off by its own factor: each (param,
     value, regime) of the canonical table scales the time by exp(N(0, sigma)), and each
     pair of settings in `task.space.couples` (if it declares any) by exp(N(0, joint)).
@@ -90,12 +90,23 @@ def perturbed(task: Task, draw: int, *, sigma: float = 0.03, joint: float = 0.05
 
 
 def load(spec: str, task: Task) -> Landscape:
-    """`model`, `perturbed:DRAW`, or `MODULE:FUNCTION` (a callable `f(table, params)`)."""
+    """`model`, `perturbed:DRAW[:SIGMA[:JOINT]]`, or `MODULE:FUNCTION` (a callable
+    `f(table, params)`)."""
     if spec == "model":
         return model(task)
     head, _, tail = spec.partition(":")
-    if head == "perturbed" and tail.isdigit():
-        return perturbed(task, int(tail))
+    if head == "perturbed":
+        draw, *spreads = tail.split(":")
+        try:
+            if not draw.isdigit() or len(spreads) > 2:
+                raise ValueError
+            numbers = [float(x) for x in spreads]
+        except ValueError:
+            raise ValueError(
+                f"landscape {spec!r}: use perturbed:DRAW, perturbed:DRAW:SIGMA or "
+                "perturbed:DRAW:SIGMA:JOINT (DRAW an integer, the spreads numbers)"
+            ) from None
+        return perturbed(task, int(draw), **dict(zip(("sigma", "joint"), numbers, strict=False)))
     if not tail:
         raise ValueError(
             f"unknown landscape {spec!r}: use model, perturbed:DRAW or MODULE:FUNCTION"

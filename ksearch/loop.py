@@ -109,7 +109,10 @@ class Search:
         self.counted = 0  # distinct candidates sent to a worker (or restored from the database)
         self.applied = 0  # counted evaluations whose results have been applied
         self.iteration = 0
-        self._proposals: dict[int, list[Proposal]] = {}  # by node, for one beliefs version
+        self._proposals: dict[int, Sequence[Proposal]] = {}  # by node, for one beliefs version
+        #: by node: its proposals, their frontier, its plans' keys, the tree size it is for
+        self._frontiers: dict[int, tuple[Sequence[Proposal], list[Proposal], set[str], int]] = {}
+        self._greedy: dict[int, tuple[Sequence[Proposal], Proposal | None]] = {}
         self._proposals_version = -1
         events = store.events()
         self.replaying_until = max((e["iteration"] for e in events), default=-1)
@@ -126,12 +129,23 @@ class Search:
         return self._proposals[node_id]
 
     def frontier(self, node_id: int) -> Sequence[Proposal]:
-        """Feasible proposals of a passed node whose plans are not in the tree yet."""
-        return [
-            p
-            for p in self.proposals(node_id)
-            if p.infeasible is None and p.plan.key not in self.tree.plans
-        ]
+        """Feasible proposals of a passed node whose plans are not in the tree yet (the
+        same list object while neither the proposals nor the frontier change)."""
+        props = self.proposals(node_id)
+        cached = self._frontiers.get(node_id)
+        size = len(self.tree)
+        if cached is None or cached[0] is not props:
+            kept = [p for p in props if p.infeasible is None and p.plan.key not in self.tree.plans]
+            keys = {p.plan.key for p in kept}
+        else:
+            _, kept, keys, upto = cached
+            if upto < size:
+                added = {n.plan.key for n in self.tree.nodes[upto:]} & keys
+                if added:
+                    kept = [p for p in kept if p.plan.key not in added]
+                    keys = keys - added
+        self._frontiers[node_id] = (props, kept, keys, size)
+        return kept
 
     def _version(self) -> int:
         return int(getattr(self.beliefs, "version", 0))
@@ -140,7 +154,7 @@ class Search:
         if self.sampler is not None:
             return self.sampler.select(self.tree)
         if self.config.strategy == "greedy":
-            return mcts.select_greedy(self.tree, self.frontier)
+            return mcts.select_greedy(self.tree, self.frontier, self._greedy)
         if self.config.strategy == "random":
             return mcts.select_random(self.tree, self.frontier, rng)
         return mcts.select_puct(self.tree, self.frontier, knobs=self.config.mcts)

@@ -1,7 +1,7 @@
 """Choosing the next plan to measure: PUCT with progressive widening, and two baselines.
 
 All three strategies are pure functions of the tree and of `frontier(node_id)`,
-the proposals not yet in the tree at a passed node, best prior first. They
+the proposals not yet in the tree at a passed node, in the world model's order. They
 return a `Choice` (expand this proposal under that node) or None when nothing
 is left to try right now.
 
@@ -22,17 +22,18 @@ import math
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from ksearch.plan import Action, Plan
 from ksearch.tree import NodeStatus, Tree
 
 
-@dataclass(frozen=True, slots=True)
-class Proposal:
+class Proposal(NamedTuple):
     """A child plan the world model suggests, with its predicted ln speedup over the parent.
 
     `prior` is the policy weight P in PUCT (the proposals of one node sum to 1);
-    `infeasible` holds the reason when static checks rule the plan out.
+    `infeasible` holds the reason when static checks rule the plan out. (A named tuple:
+    a world model makes hundreds per plan.)
     """
 
     action: Action
@@ -142,17 +143,32 @@ def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice |
         node = tree[pick]
 
 
-def select_greedy(tree: Tree, frontier: Frontier) -> Choice | None:
-    """Best-first on the predicted value, the way K-Search picks its next action."""
+def select_greedy(
+    tree: Tree,
+    frontier: Frontier,
+    memo: dict[int, tuple[Sequence[Proposal], Proposal | None]] | None = None,
+) -> Choice | None:
+    """Best-first on the predicted value, the way K-Search picks its next action.
+
+    `memo` keeps each node's best proposal with the frontier it came from, so a node whose
+    frontier is the same object as before is not scanned again."""
+    memo = {} if memo is None else memo
     best: tuple[float, float, int] | None = None
     choice = None
     for node in tree.nodes:
         if node.status is not NodeStatus.PASSED or node.value is None:
             continue
-        for p in frontier(node.id):
-            key = (node.value + p.mean, p.prior, -node.id)
-            if best is None or key > best:
-                best, choice = key, Choice(node.id, p)
+        props = frontier(node.id)
+        seen = memo.get(node.id)
+        if seen is None or seen[0] is not props:
+            top = max(props, key=lambda p: (p.mean, p.prior), default=None)
+            seen = memo[node.id] = (props, top)
+        p = seen[1]
+        if p is None:
+            continue
+        key = (node.value + p.mean, p.prior, -node.id)
+        if best is None or key > best:
+            best, choice = key, Choice(node.id, p)
     return choice
 
 

@@ -190,12 +190,10 @@ class Plan:
 
     def with_values(self, values: Mapping[str, Value], regimes: tuple[str, ...]) -> Plan:
         """This plan with each of `values` set in each of `regimes`."""
-        rows = self.rows()
         for r in regimes:
-            names = {p for p, _ in rows[r]} if r in rows else ()
             for param in values:
-                if param not in names:
-                    raise KeyError((r, param))  # a setting the plan does not have
+                self.get(param, r)  # KeyError for a setting the plan does not have
+        rows = self.rows()
         return self.with_rows(
             {r: tuple((p, values.get(p, v)) for p, v in rows[r]) for r in regimes}
         )

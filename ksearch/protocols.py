@@ -53,7 +53,8 @@ class WorldModel(Protocol):
     def initial_beliefs(self) -> Any: ...
 
     def propose(self, plan: Plan, beliefs: Any) -> list[Proposal]:
-        """Every child plan of `plan`, best prior first; infeasible ones carry a reason."""
+        """Every child plan of `plan`; infeasible ones carry a reason. The caller does not
+        change the list (a world model may hand out the same one again)."""
         ...
 
     def predict(self, plan: Plan, action: Action, beliefs: Any) -> tuple[float, float]:

@@ -57,7 +57,7 @@ def test_a_perturbed_landscape_differs_from_the_model_by_draw_within_its_spread(
     one, two = perturbed(TASK, 1)(plan, w.params), perturbed(TASK, 2)(plan, w.params)
     assert one == perturbed(TASK, 1)(plan, w.params)  # the same draw, the same landscape
     assert len({base, one, two}) == 3
-    # seven settings in the row, each exp(N(0, 0.03)): 6 sigma of their sum is under 0.5
+    # seven settings in the row, each exp(N(0, 0.02)): 6 sigma of their sum is under 0.5
     assert all(abs(math.log(t / base)) < 0.5 for t in (one, two))
     assert perturbed(TASK, 1)(None, w.params) == model(TASK)(None, w.params)  # the baseline
 

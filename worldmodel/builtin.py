@@ -85,7 +85,6 @@ class _Child:
     plan: Plan
     reason: str | None
     parts: tuple[_Part, ...]
-    label: str
     proposal: Proposal | None = None  # under the beliefs last seen; None: not proposed
     logit: float = 0.0
 
@@ -168,7 +167,7 @@ class BuiltinWorldModel:
                 parts = self._parts(base, action, child)
                 if parts:
                     reason = self.task.infeasible(child)
-                    out.append(_Child(action, child, reason, parts, action.describe()))
+                    out.append(_Child(action, child, reason, parts))
             self._children[plan.key] = out
         return self._children[plan.key]
 
@@ -264,7 +263,7 @@ class BuiltinWorldModel:
         """Predicted ln(t_parent / t_child) and its std for `action` at `plan`."""
         base = self.task.canonical(plan)
         child = self.task.canonical(action.apply(base))
-        c = _Child(action, child, None, self._parts(base, action, child), "")
+        c = _Child(action, child, None, self._parts(base, action, child))
         mean, var = 0.0, 0.0
         for part in c.parts:
             err, std = self.error(beliefs, part)
@@ -291,7 +290,8 @@ class BuiltinWorldModel:
         self._seen = beliefs
 
     def propose(self, plan: Plan, beliefs: Beliefs) -> list[Proposal]:
-        """The children of `plan`, best prior first; infeasible ones last, flagged.
+        """The children of `plan` in a fixed order; infeasible ones last, flagged. The list
+        is shared until beliefs change what it holds: not to be changed by the caller.
 
         Predictions are kept per child and computed again only where a belief entry they
         read has changed, so proposing under each new beliefs version costs a look-up for
@@ -308,24 +308,22 @@ class BuiltinWorldModel:
         else:
             stale = self._stale.pop(plan.key, set())
             if not stale:
-                return list(cached)
+                return cached
             for i in stale:
                 self._score(kids[i], beliefs)
         self._stale.pop(plan.key, None)
-        live = [c for c in kids if c.proposal is not None]
-        feasible = [c for c in live if c.reason is None]
+        feasible = [c for c in kids if c.proposal is not None and c.reason is None]
         top = max((c.logit for c in feasible), default=0.0)
         weights = [math.exp(c.logit - top) for c in feasible]
         z = sum(weights) or 1.0
-        ranked = sorted(zip(weights, feasible, strict=True), key=lambda wc: (-wc[0], wc[1].label))
         out = [
             Proposal(p.action, p.plan, p.mean, p.std, w / z)
-            for w, c in ranked
+            for w, c in zip(weights, feasible, strict=True)
             if (p := c.proposal) is not None
         ]
-        out += [c.proposal for c in live if c.reason is not None and c.proposal is not None]
+        out += [c.proposal for c in kids if c.reason is not None and c.proposal is not None]
         self._proposals[plan.key] = out
-        return list(out)
+        return out
 
     # -- code and evidence -----------------------------------------------------------------------
 
