@@ -110,8 +110,8 @@ class Search:
         self.applied = 0  # counted evaluations whose results have been applied
         self.iteration = 0
         self._proposals: dict[int, Sequence[Proposal]] = {}  # by node, for one beliefs version
-        #: by node: its proposals, their frontier, its plans' keys, the tree size it is for
-        self._frontiers: dict[int, tuple[Sequence[Proposal], list[Proposal], set[str], int]] = {}
+        #: by node: its proposals, their frontier, its plans, the tree size it is for
+        self._frontiers: dict[int, tuple[Sequence[Proposal], list[Proposal], set[Plan], int]] = {}
         self._greedy: dict[int, tuple[Sequence[Proposal], Proposal | None]] = {}
         self._proposals_version = -1
         events = store.events()
@@ -135,14 +135,14 @@ class Search:
         cached = self._frontiers.get(node_id)
         size = len(self.tree)
         if cached is None or cached[0] is not props:
-            kept = [p for p in props if p.infeasible is None and p.plan.key not in self.tree.plans]
-            keys = {p.plan.key for p in kept}
+            kept = [p for p in props if p.infeasible is None and p.plan not in self.tree.plans]
+            keys = {p.plan for p in kept}
         else:
             _, kept, keys, upto = cached
             if upto < size:
-                added = {n.plan.key for n in self.tree.nodes[upto:]} & keys
+                added = {n.plan for n in self.tree.nodes[upto:]} & keys
                 if added:
-                    kept = [p for p in kept if p.plan.key not in added]
+                    kept = [p for p in kept if p.plan not in added]
                     keys = keys - added
         self._frontiers[node_id] = (props, kept, keys, size)
         return kept
@@ -323,7 +323,7 @@ class Search:
         """List the statically infeasible proposals of a passed node as pruned children."""
         pruned = []
         for p in self.proposals(node_id):
-            if p.infeasible is not None and p.plan.key not in self.tree.plans:
+            if p.infeasible is not None and p.plan not in self.tree.plans:
                 self.tree, child = add_child(
                     self.tree,
                     node_id,

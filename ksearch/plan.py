@@ -10,7 +10,6 @@ action sets one parameter to one value, in one regime or in all of them.
 from __future__ import annotations
 
 import hashlib
-import itertools
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -143,77 +142,71 @@ def table_json(table: Mapping[str, Mapping[str, Value]]) -> str:
     return json.dumps(table, sort_keys=True, separators=(",", ":"))
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class Plan:
-    """A value for every (regime, parameter), stored as a sorted tuple so it hashes."""
+    """A value for every (regime, parameter): per regime in name order, its settings as
+    (param, value) pairs in name order. Plans are equal when their settings are; a plan
+    made from another shares the rows it does not change."""
 
-    items: tuple[tuple[str, str, Value], ...]
+    regime_rows: tuple[tuple[str, Row], ...]
     _lookup: dict[tuple[str, str], Value] = field(
         default_factory=dict, compare=False, hash=False, repr=False
     )
-
     _key: list[str] = field(default_factory=list, compare=False, hash=False, repr=False)
-    _regimes: list[tuple[str, ...]] = field(
-        default_factory=list, compare=False, hash=False, repr=False
-    )
     _rows: dict[str, Row] = field(default_factory=dict, compare=False, hash=False, repr=False)
     _shape: list[Shape] = field(default_factory=list, compare=False, hash=False, repr=False)
     _hash: list[int] = field(default_factory=list, compare=False, hash=False, repr=False)
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Plan):
+            return NotImplemented
+        return self is other or self.regime_rows == other.regime_rows
+
     def __hash__(self) -> int:
         if not self._hash:
-            self._hash.append(hash(self.items))
+            self._hash.append(hash(self.regime_rows))
         return self._hash[0]
 
     @staticmethod
     def of(table: Mapping[str, Mapping[str, Value]]) -> Plan:
-        return Plan(tuple(sorted((r, p, v) for r, row in table.items() for p, v in row.items())))
+        return Plan(tuple((r, tuple(sorted(table[r].items()))) for r in sorted(table)))
+
+    @property
+    def items(self) -> tuple[tuple[str, str, Value], ...]:
+        """Every (regime, param, value), sorted."""
+        return tuple((r, p, v) for r, row in self.regime_rows for p, v in row)
 
     @property
     def regimes(self) -> tuple[str, ...]:
-        if not self._regimes:
-            self._regimes.append(tuple(dict.fromkeys(r for r, _, _ in self.items)))
-        return self._regimes[0]
+        return tuple(r for r, _ in self.regime_rows)
 
     def get(self, param: str, regime: str) -> Value:
         # built at the first look-up: many plans are only compared or hashed
         lookup = self._lookup
         if not lookup:
-            lookup.update({(r, p): v for r, p, v in self.items})
+            lookup.update(((r, p), v) for r, row in self.regime_rows for p, v in row)
         return lookup[(regime, param)]
 
     def table(self) -> dict[str, dict[str, Value]]:
-        return {r: dict(row) for r, row in self.rows().items()}
+        return {r: dict(row) for r, row in self.regime_rows}
 
     def with_value(self, param: str, value: Value, regimes: tuple[str, ...]) -> Plan:
         return self.with_values({param: value}, regimes)
 
     def with_values(self, values: Mapping[str, Value], regimes: tuple[str, ...]) -> Plan:
         """This plan with each of `values` set in each of `regimes`."""
-        for r in regimes:
-            for param in values:
-                self.get(param, r)  # KeyError for a setting the plan does not have
+        changed = [
+            r for r in regimes if any(self.get(p, r) != v for p, v in values.items())
+        ]  # KeyError for a setting the plan does not have
         rows = self.rows()
         return self.with_rows(
-            {r: tuple((p, values.get(p, v)) for p, v in rows[r]) for r in regimes}
+            {r: tuple((p, values.get(p, v)) for p, v in rows[r]) for r in changed}
         )
 
     def with_rows(self, new: Mapping[str, Row]) -> Plan:
         """This plan with some regimes' rows replaced, each by a row of the same parameters
-        in the same order; the other regimes' items are reused, not rebuilt."""
-        rows = self.rows()
-        parts = []
-        start = 0
-        for r, row in rows.items():
-            end = start + len(row)
-            if r in new:
-                parts.append(tuple((r, p, v) for p, v in new[r]))
-            else:
-                parts.append(self.items[start:end])
-            start = end
-        plan = Plan(tuple(itertools.chain.from_iterable(parts)))
-        plan._rows.update(rows)
-        plan._rows.update(new)
+        in the same order (the plan made keeps this one's shape)."""
+        plan = Plan(tuple((r, new.get(r, row)) for r, row in self.regime_rows))
         plan._shape.extend(self._shape)
         return plan
 
@@ -222,22 +215,17 @@ class Plan:
         return self.rows()[regime]
 
     def rows(self) -> dict[str, Row]:
-        """Every regime's settings as sorted (param, value) pairs, hashable (computed once;
-        the mapping is shared, not to be changed)."""
-        if not self._rows and self.items:
-            self._rows.update(
-                (r, tuple((p, v) for _, p, v in group))
-                for r, group in itertools.groupby(self.items, key=lambda item: item[0])
-            )
+        """Every regime's settings as sorted (param, value) pairs (the mapping is shared,
+        not to be changed)."""
+        if not self._rows:
+            self._rows.update(self.regime_rows)
         return self._rows
 
     def shape(self) -> Shape:
         """The plan's regimes and each regime's parameters (computed once, and shared with
         the plans made from it by `with_rows`, which keep it)."""
         if not self._shape:
-            self._shape.append(
-                tuple((r, tuple(p for p, _ in row)) for r, row in self.rows().items())
-            )
+            self._shape.append(tuple((r, tuple(p for p, _ in row)) for r, row in self.regime_rows))
         return self._shape[0]
 
     def to_json(self) -> str:

@@ -82,11 +82,11 @@ class TpeSampler:
             plan = self.task.canonical(Plan.of(rows))
             self.trials += 1
             self.pending.setdefault(plan.key, []).append(trials)
-            if plan.key not in tree.plans:
+            if plan not in tree.plans:
                 proposal = Proposal(Action(TPE, self.trials - 1), plan, 0.0, 0.0, 1.0)
                 return Choice(tree.root.id, proposal)
             self.repeats += 1
-            node = next(n for n in tree.nodes if n.plan.key == plan.key)
+            node = next(n for n in tree.nodes if n.plan == plan)
             if node.status is NodeStatus.PASSED:
                 self.tell(plan, node.value)
             elif node.status not in (NodeStatus.OPEN, NodeStatus.PENDING):

@@ -61,11 +61,11 @@ class Tree:
     """All nodes by id (expansion order, root 0) and an index of plans already present."""
 
     nodes: tuple[Node, ...]
-    plans: frozenset[str] = field(default_factory=frozenset)
+    plans: frozenset[Plan] = field(default_factory=frozenset)
 
     @staticmethod
     def start(root: Plan) -> Tree:
-        return Tree((Node(0, None, root),), frozenset({root.key}))
+        return Tree((Node(0, None, root),), frozenset({root}))
 
     @property
     def root(self) -> Node:
@@ -129,7 +129,7 @@ def add_child(
     nodes = list(tree.nodes)
     nodes[parent] = replace(p, children=(*p.children, child.id))
     nodes.append(child)
-    return Tree(tuple(nodes), tree.plans | {plan.key}), child.id
+    return Tree(tuple(nodes), tree.plans | {plan}), child.id
 
 
 def update(tree: Tree, node_id: int, **changes: object) -> Tree:
