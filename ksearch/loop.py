@@ -11,6 +11,7 @@ resumed run ends with the same tree as an uninterrupted one.
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from collections import deque
@@ -113,6 +114,15 @@ class Search:
         #: by node: its proposals, their frontier, its plans, the tree size it is for
         self._frontiers: dict[int, tuple[Sequence[Proposal], list[Proposal], set[Plan], int]] = {}
         self._greedy: dict[int, tuple[Sequence[Proposal], Proposal | None]] = {}
+        #: mcts with search.mcts.noise: each measured node's value estimate and its variance
+        self._estimates: dict[int, tuple[float, float]] = {}
+        self._values: mcts.Values | None = None
+        if (
+            config.strategy == "mcts"
+            and config.mcts.noise > 0
+            and hasattr(world_model, "unaffected")
+        ):
+            self._values = mcts.Values({}, {})
         self._proposals_version = -1
         events = store.events()
         self.replaying_until = max((e["iteration"] for e in events), default=-1)
@@ -157,7 +167,9 @@ class Search:
             return mcts.select_greedy(self.tree, self.frontier, self._greedy)
         if self.config.strategy == "random":
             return mcts.select_random(self.tree, self.frontier, rng)
-        return mcts.select_puct(self.tree, self.frontier, knobs=self.config.mcts)
+        return mcts.select_puct(
+            self.tree, self.frontier, knobs=self.config.mcts, values=self._values
+        )
 
     # -- the loop ----------------------------------------------------------------------------
 
@@ -281,6 +293,8 @@ class Search:
             step=self.applied,
             reason=ev.reason,
         )
+        if self._values is not None and value is not None:
+            self._estimate(node.id, ev)
         if self.sampler is not None:
             self.sampler.tell(node.plan, value)
         else:
@@ -298,6 +312,40 @@ class Search:
             predicted=node.pred_mean,
             cached=not work.counted,
         )
+
+    def _estimate(self, node_id: int, ev: Evaluation) -> None:
+        """A measured node's value for Q: its measured ln score combined by precision with
+        its parent's value plus the change measured on the workloads the move can affect
+        (the others' differences are noise alone), each with the variance that
+        `search.mcts.noise` per workload implies."""
+        assert self._values is not None
+        node = self.tree[node_id]
+        assert node.value is not None
+        logs = _log_speedups(ev)
+        n = len(logs)
+        var = self.config.mcts.noise**2 / n
+        mean = node.value
+        parent = None if node.parent is None else self.tree[node.parent]
+        parent_ev = None if parent is None else self.results.get(parent.candidate or "")
+        if parent is not None and parent.id in self._estimates and parent_ev is not None:
+            before = _log_speedups(parent_ev)
+            if before.keys() == logs.keys():
+                same = self.wm.unaffected(parent.plan, node.plan)  # type: ignore[attr-defined]
+                moved = [w for w in logs if w not in same]
+                p_mean, p_var = self._estimates[parent.id]
+                chain = p_mean + sum(logs[w] - before[w] for w in moved) / n
+                chain_var = p_var + 2 * self.config.mcts.noise**2 * len(moved) / n**2
+                precision = 1.0 / var + 1.0 / chain_var
+                mean = (mean / var + chain / chain_var) / precision
+                var = 1.0 / precision
+        self._estimates[node_id] = (mean, var)
+        of, best = self._values.of, self._values.best
+        assert isinstance(of, dict) and isinstance(best, dict)
+        of[node_id] = mean
+        at: int | None = node_id
+        while at is not None and best.get(at, -math.inf) < mean:
+            best[at] = mean
+            at = self.tree[at].parent
 
     def _revise(self, node_id: int, ev: Evaluation) -> None:
         node = self.tree[node_id]
@@ -361,3 +409,7 @@ class Search:
                 None if best is None else best.value,
             )
         )
+
+
+def _log_speedups(ev: Evaluation) -> dict[str, float]:
+    return {w.name: math.log(w.speedup) for w in ev.workloads if w.speedup and w.speedup > 0}

@@ -20,12 +20,12 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from ksearch.plan import Action, Plan
-from ksearch.tree import NodeStatus, Tree
+from ksearch.tree import Node, NodeStatus, Tree
 
 
 class Proposal(NamedTuple):
@@ -70,41 +70,77 @@ class MctsKnobs:
     optimism: float = 0.0
     q_norm: str = "range"
     q_scale: float = 0.02
+    #: the spread (ln units) of one workload's measured time; above 0, a node's value in Q
+    #: is its measured score combined by precision with its parent's value plus the change
+    #: measured on the workloads the move can affect (where the world model says which)
+    noise: float = 0.0
+    #: a branch's Q counts the best predicted next move in its subtree as well as its
+    #: best measured value
+    lookahead: bool = False
 
     def __post_init__(self) -> None:
         if self.q_norm not in Q_NORMS:
             raise ValueError(f"search.mcts.q_norm must be one of {Q_NORMS}, not {self.q_norm!r}")
         if self.q_scale <= 0:
             raise ValueError(f"search.mcts.q_scale must be positive, got {self.q_scale}")
+        if self.noise < 0:
+            raise ValueError(f"search.mcts.noise must be 0 or more, got {self.noise}")
 
 
-def _normalizer(tree: Tree, knobs: MctsKnobs) -> Callable[[float], float]:
+@dataclass(frozen=True, slots=True)
+class Values:
+    """Estimates of measured nodes' ln scores that stand in for their measured values in
+    Q: `of` each node, and `best` in each node's subtree."""
+
+    of: Mapping[int, float]
+    best: Mapping[int, float]
+
+
+def _normalizer(tree: Tree, knobs: MctsKnobs, values: Values | None) -> Callable[[float], float]:
     """Q of a value (a measured or predicted ln score): 1 at the run's best value.
 
     `range` maps the run's lowest value to 0, so one disaster squeezes every gain;
     `best` counts ln speedup against the best in units of `q_scale`, so a 1% gain weighs
     the same however wide the range; `rank` is the share of measured values below."""
-    values = sorted(n.value for n in tree.nodes if n.value is not None)
-    if not values:
+    known = sorted(
+        values.of.values() if values else (n.value for n in tree.nodes if n.value is not None)
+    )
+    if not known:
         return lambda v: 0.5 + v
-    lo, hi = values[0], values[-1]
+    lo, hi = known[0], known[-1]
     if knobs.q_norm == "best":
         return lambda v: 1.0 + (v - hi) / knobs.q_scale
     if knobs.q_norm == "rank":
-        n = len(values)
-        return lambda v: bisect.bisect_left(values, v + 1e-12) / n
+        n = len(known)
+        return lambda v: bisect.bisect_left(known, v + 1e-12) / n
     if hi - lo < 1e-12:
         return lambda v: 0.5 + v - lo
     return lambda v: (v - lo) / (hi - lo)
 
 
-def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice | None:
+def select_puct(
+    tree: Tree, frontier: Frontier, *, knobs: MctsKnobs, values: Values | None = None
+) -> Choice | None:
     """Descend by PUCT from the root and return the proposal to expand, or None.
 
     At a node that may widen, the proposals not yet in the tree compete with its
     measured children, valued by their predicted ln speedup (plus `optimism` stds).
+    `values`, where given, stand in for the measured values of the nodes they hold.
     """
-    norm = _normalizer(tree, knobs)
+    norm = _normalizer(tree, knobs, values)
+
+    def value(node: Node) -> float | None:
+        return values.of.get(node.id, node.value) if values else node.value
+
+    ahead = _lookahead(tree, frontier, knobs, value) if knobs.lookahead else {}
+
+    def best(node: Node) -> float | None:
+        measured = values.best.get(node.id, node.best) if values else node.best
+        predicted = ahead.get(node.id)
+        if measured is None or predicted is None:
+            return measured
+        return max(measured, predicted)
+
     blocked: set[int] = set()
     node = tree.root
     if node.status is not NodeStatus.PASSED:
@@ -115,8 +151,9 @@ def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice |
         kids = [c for c in tree.children(node.id) if c.status is not NodeStatus.PRUNED]
         scored: list[tuple[float, int, int | None]] = []
         for kid in kids:
-            if kid.status is NodeStatus.PASSED and kid.id not in blocked and kid.best is not None:
-                q = norm(kid.best) - knobs.fail_penalty * kid.failures / max(kid.visits, 1)
+            kid_best = best(kid)
+            if kid.status is NodeStatus.PASSED and kid.id not in blocked and kid_best is not None:
+                q = norm(kid_best) - knobs.fail_penalty * kid.failures / max(kid.visits, 1)
                 bonus = knobs.c_puct * kid.prior * sqrt_n / (1 + kid.visits + kid.inflight)
                 scored.append((q + bonus, -kid.id, kid.id))
         props = frontier(node.id)
@@ -125,7 +162,7 @@ def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice |
         if props and (len(kids) < limit or not scored):
             best_score = -math.inf
             for p in props:
-                v = norm((node.value or 0.0) + p.mean + knobs.optimism * p.std)
+                v = norm((value(node) or 0.0) + p.mean + knobs.optimism * p.std)
                 score = v + knobs.c_puct * p.prior * sqrt_n
                 if score > best_score:
                     best_score, pick_new = score, p
@@ -141,6 +178,25 @@ def select_puct(tree: Tree, frontier: Frontier, *, knobs: MctsKnobs) -> Choice |
             assert pick_new is not None
             return Choice(node.id, pick_new)
         node = tree[pick]
+
+
+def _lookahead(
+    tree: Tree, frontier: Frontier, knobs: MctsKnobs, value: Callable[[Node], float | None]
+) -> dict[int, float]:
+    """Per node, the best predicted value of a proposal anywhere in its subtree: a branch
+    is worth what its measured plans are and what their best next moves are predicted to
+    be, so a measured child is not passed over for a sibling move it already contains."""
+    ahead: dict[int, float] = {}
+    for node in reversed(tree.nodes):  # children come after their parents
+        v = value(node) if node.status is NodeStatus.PASSED else None
+        if v is not None:
+            own = max((p.mean + knobs.optimism * p.std for p in frontier(node.id)), default=None)
+            if own is not None and v + own > ahead.get(node.id, -math.inf):
+                ahead[node.id] = v + own
+        if node.parent is not None and node.id in ahead:
+            if ahead[node.id] > ahead.get(node.parent, -math.inf):
+                ahead[node.parent] = ahead[node.id]
+    return ahead
 
 
 def select_greedy(

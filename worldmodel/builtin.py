@@ -213,6 +213,13 @@ class BuiltinWorldModel:
             self._contexts[key] = ",".join(f"{q}={values[q]}" for q in dict.fromkeys(around))
         return self._contexts[key]
 
+    def unaffected(self, parent: Plan, child: Plan) -> frozenset[str]:
+        """The suite's workloads whose regime has the same settings in both plans as they
+        render: a move between them cannot change those workloads' times."""
+        a, b = self.task.canonical(parent), self.task.canonical(child)
+        same = {r for r in self.space.regimes if a.row(r) == b.row(r)}
+        return frozenset(w for w, r in self.regime_of.items() if r in same)
+
     # -- predictions under beliefs -------------------------------------------------------------
 
     def error(self, beliefs: Beliefs, part: _Part) -> tuple[float, float]:
