@@ -193,9 +193,9 @@ def _lookahead(
             own = max((p.mean + knobs.optimism * p.std for p in frontier(node.id)), default=None)
             if own is not None and v + own > ahead.get(node.id, -math.inf):
                 ahead[node.id] = v + own
-        if node.parent is not None and node.id in ahead:
-            if ahead[node.id] > ahead.get(node.parent, -math.inf):
-                ahead[node.parent] = ahead[node.id]
+        above = ahead.get(node.parent, -math.inf) if node.parent is not None else math.inf
+        if node.parent is not None and node.id in ahead and ahead[node.id] > above:
+            ahead[node.parent] = ahead[node.id]
     return ahead
 
 
