@@ -114,6 +114,7 @@ class Search:
         #: by node: its proposals, their frontier, its plans, the tree size it is for
         self._frontiers: dict[int, tuple[Sequence[Proposal], list[Proposal], set[Plan], int]] = {}
         self._greedy: dict[int, tuple[Sequence[Proposal], Proposal | None]] = {}
+        self._ahead: dict[int, tuple[Sequence[Proposal], float | None]] = {}
         #: mcts with search.mcts.noise: each measured node's value estimate and its variance
         self._estimates: dict[int, tuple[float, float]] = {}
         self._values: mcts.Values | None = None
@@ -168,7 +169,7 @@ class Search:
         if self.config.strategy == "random":
             return mcts.select_random(self.tree, self.frontier, rng)
         return mcts.select_puct(
-            self.tree, self.frontier, knobs=self.config.mcts, values=self._values
+            self.tree, self.frontier, knobs=self.config.mcts, values=self._values, memo=self._ahead
         )
 
     # -- the loop ----------------------------------------------------------------------------

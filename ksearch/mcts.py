@@ -119,20 +119,28 @@ def _normalizer(tree: Tree, knobs: MctsKnobs, values: Values | None) -> Callable
 
 
 def select_puct(
-    tree: Tree, frontier: Frontier, *, knobs: MctsKnobs, values: Values | None = None
+    tree: Tree,
+    frontier: Frontier,
+    *,
+    knobs: MctsKnobs,
+    values: Values | None = None,
+    memo: dict[int, tuple[Sequence[Proposal], float | None]] | None = None,
 ) -> Choice | None:
     """Descend by PUCT from the root and return the proposal to expand, or None.
 
     At a node that may widen, the proposals not yet in the tree compete with its
     measured children, valued by their predicted ln speedup (plus `optimism` stds).
-    `values`, where given, stand in for the measured values of the nodes they hold.
+    `values`, where given, stand in for the measured values of the nodes they hold;
+    `memo` keeps each node's best predicted move with the frontier it came from.
     """
     norm = _normalizer(tree, knobs, values)
 
     def value(node: Node) -> float | None:
         return values.of.get(node.id, node.value) if values else node.value
 
-    ahead = _lookahead(tree, frontier, knobs, value) if knobs.lookahead else {}
+    ahead = {}
+    if knobs.lookahead:
+        ahead = _lookahead(tree, frontier, knobs, value, {} if memo is None else memo)
 
     def best(node: Node) -> float | None:
         measured = values.best.get(node.id, node.best) if values else node.best
@@ -181,7 +189,11 @@ def select_puct(
 
 
 def _lookahead(
-    tree: Tree, frontier: Frontier, knobs: MctsKnobs, value: Callable[[Node], float | None]
+    tree: Tree,
+    frontier: Frontier,
+    knobs: MctsKnobs,
+    value: Callable[[Node], float | None],
+    memo: dict[int, tuple[Sequence[Proposal], float | None]],
 ) -> dict[int, float]:
     """Per node, the best predicted value of a proposal anywhere in its subtree: a branch
     is worth what its measured plans are and what their best next moves are predicted to
@@ -190,7 +202,12 @@ def _lookahead(
     for node in reversed(tree.nodes):  # children come after their parents
         v = value(node) if node.status is NodeStatus.PASSED else None
         if v is not None:
-            own = max((p.mean + knobs.optimism * p.std for p in frontier(node.id)), default=None)
+            props = frontier(node.id)
+            seen = memo.get(node.id)
+            if seen is None or seen[0] is not props:
+                top = max((p.mean + knobs.optimism * p.std for p in props), default=None)
+                seen = memo[node.id] = (props, top)
+            own = seen[1]
             if own is not None and v + own > ahead.get(node.id, -math.inf):
                 ahead[node.id] = v + own
         above = ahead.get(node.parent, -math.inf) if node.parent is not None else math.inf

@@ -142,6 +142,12 @@ def table_json(table: Mapping[str, Mapping[str, Value]]) -> str:
     return json.dumps(table, sort_keys=True, separators=(",", ":"))
 
 
+#: rows made by an edit, by (row, edit): sibling plans share most rows, so the same edit
+#: of the same row recurs across a search (bounded: cleared when it grows past this)
+EDITED_ROWS = 100_000
+_EDITED: dict[tuple[Row, tuple[tuple[str, Value], ...]], Row] = {}
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class Plan:
     """A value for every (regime, parameter): per regime in name order, its settings as
@@ -199,9 +205,17 @@ class Plan:
             r for r in regimes if any(self.get(p, r) != v for p, v in values.items())
         ]  # KeyError for a setting the plan does not have
         rows = self.rows()
-        return self.with_rows(
-            {r: tuple((p, values.get(p, v)) for p, v in rows[r]) for r in changed}
-        )
+        change = tuple(values.items())
+        new = {}
+        for r in changed:
+            key = (rows[r], change)
+            row = _EDITED.get(key)
+            if row is None:
+                if len(_EDITED) > EDITED_ROWS:
+                    _EDITED.clear()
+                row = _EDITED[key] = tuple((p, values.get(p, v)) for p, v in rows[r])
+            new[r] = row
+        return self.with_rows(new)
 
     def with_rows(self, new: Mapping[str, Row]) -> Plan:
         """This plan with some regimes' rows replaced, each by a row of the same parameters
