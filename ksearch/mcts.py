@@ -74,8 +74,9 @@ class MctsKnobs:
     #: is its measured score combined by precision with its parent's value plus the change
     #: measured on the workloads the move can affect (where the world model says which)
     noise: float = 0.0
-    #: a branch's Q counts the best predicted next move in its subtree as well as its
-    #: best measured value
+    #: a branch's Q is the best predicted value of a next move in its subtree (its best
+    #: measured value where nothing is left to try there), so search goes where the best
+    #: prospect is, and a measured child is not passed over for a sibling move it contains
     lookahead: bool = False
 
     def __post_init__(self) -> None:
@@ -144,10 +145,7 @@ def select_puct(
 
     def best(node: Node) -> float | None:
         measured = values.best.get(node.id, node.best) if values else node.best
-        predicted = ahead.get(node.id)
-        if measured is None or predicted is None:
-            return measured
-        return max(measured, predicted)
+        return ahead.get(node.id, measured) if measured is not None else None
 
     blocked: set[int] = set()
     node = tree.root
