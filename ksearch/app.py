@@ -41,9 +41,11 @@ def search(cfg: DictConfig) -> None:
     except (C.ConfigError, ValueError) as e:
         return fail(str(e))
     if mode == "interpret" and cfg.scorer.mode == "auto":
+        estimated = harness.config.estimate_suite or harness.config.suite
         console.print(
-            "no CUDA device: scorer=auto runs candidates under the Triton interpreter "
-            f"on the {harness.config.suite} suite; speeds are analytic estimates"
+            "no CUDA device: scorer=auto checks candidates under the Triton interpreter "
+            f"on the {harness.config.suite} suite; speeds are analytic estimates of an "
+            f"H100 on the {estimated} suite's shapes, not measurements"
         )
     try:
         store = Store(run_dir / "search.db")

@@ -141,7 +141,7 @@ def world_model(cfg: DictConfig, t: Task, harness: Harness, store: Store) -> Wor
     if name in ("openai", "replay"):
         return _llm_world_model(cfg, t, harness, store)
     if name == "builtin":
-        return builtin_world_model(cfg, t, harness.workloads)
+        return builtin_world_model(cfg, t, harness.scored)
     raise ConfigError(f"unknown world model {name!r}; available: builtin, openai, replay")
 
 
@@ -186,7 +186,7 @@ def _llm_world_model(cfg: DictConfig, t: Task, harness: Harness, store: Store) -
     knobs = build(LlmKnobs, w, skip=("name", "calls_from"))
     start, signature = start_of(t)
     return LlmWorldModel(
-        t, llm, harness.workloads, knobs=knobs, start_source=start, signature=signature
+        t, llm, harness.scored, knobs=knobs, start_source=start, signature=signature
     )
 
 

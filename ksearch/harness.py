@@ -36,7 +36,7 @@ from ksearch.evaluation import (
     geomean,
     summarize,
 )
-from ksearch.plan import read_plan
+from ksearch.plan import Plan, read_plan
 from ksearch.task import H100_CEILINGS, Task, Workload
 from ksearch.workers import STARTUP_TIMEOUT, Workers
 
@@ -78,6 +78,8 @@ class HarnessConfig:
             worker times one candidate only (`Workers.serves`).
         screen: stop timing a candidate after the screening workloads when its times there
             are more than this many times the best full evaluation's (0: never screen).
+        estimate_suite: interpret: the suite whose shapes speed is estimated on, while
+            correctness is checked on `suite` (None: `suite` itself).
     """
 
     mode: str = "interpret"
@@ -94,6 +96,7 @@ class HarnessConfig:
     output_mb: int = 64
     reuse: int = 16
     screen: float = 0.0
+    estimate_suite: str | None = None
 
 
 class Harness:
@@ -119,6 +122,15 @@ class Harness:
         self.name = config.mode
         self.workloads = task.suites[config.suite]
         self._by_name = {w.name: w for w in self.workloads}
+        estimated = config.estimate_suite if config.mode == "interpret" else None
+        if estimated is not None and estimated not in task.suites:
+            raise ValueError(
+                f"task {task.name} has no suite {estimated!r} to estimate on; "
+                f"suites: {', '.join(task.suites)}"
+            )
+        #: the workloads a score is computed on: interpreter estimates may use other shapes
+        #: than the ones correctness is checked on
+        self.scored = task.suites[estimated] if estimated else self.workloads
         self._pool = ThreadPoolExecutor(max_workers=config.workers, thread_name_prefix="worker")
         compiling = config.mode == "gpu" and config.compile_workers > 0
         self._compiler = (
@@ -295,21 +307,29 @@ class Harness:
         return rows
 
     def _estimate(self, source: str, rows: list[WorkloadResult]) -> list[WorkloadResult]:
-        """Fill in analytic times for a candidate rendered from a plan (none for other code)."""
+        """Fill in analytic times for a candidate rendered from a plan (none for other code):
+        on the checked workloads themselves, or, where the scored suite is another, as rows
+        of their own for its workloads once every checked workload passed."""
         plan = read_plan(source)
-        out = []
-        for r in rows:
-            if plan is None or self.task.space is None:
-                out.append(r)
-                continue
-            w = self._by_name[r.name]
-            est = self.task.estimate(plan, w)
-            base = self.task.estimate(None, w)
-            floor = self.task.floor(w, H100_CEILINGS)
-            fields = {f: getattr(r, f) for f in r.__slots__}
-            fields.update(estimate_us=est, speedup=base / est, time_over_floor=est / floor)
-            out.append(WorkloadResult(**fields))
-        return out
+        if plan is None or self.task.space is None:
+            return rows
+        if self.scored is self.workloads:
+            return [_with_estimate(r, self._estimated(plan, self._by_name[r.name])) for r in rows]
+        if not rows or any(r.status is not Status.PASSED for r in rows):
+            return rows
+        estimated = [
+            _with_estimate(
+                WorkloadResult(w.name, Status.PASSED, reason="estimate"), self._estimated(plan, w)
+            )
+            for w in self.scored
+        ]
+        return rows + estimated
+
+    def _estimated(self, plan: Plan, w: Workload) -> dict[str, float]:
+        est = self.task.estimate(plan, w)
+        base = self.task.estimate(None, w)
+        floor = self.task.floor(w, H100_CEILINGS)
+        return {"estimate_us": est, "speedup": base / est, "time_over_floor": est / floor}
 
     def _decide(self, message: dict[str, Any], checker: Checker) -> bool:
         """Answer a worker's question: time after the checks? time the rest after screening?"""
@@ -343,3 +363,9 @@ def _version(package: str) -> str | None:
         return importlib.metadata.version(package)
     except importlib.metadata.PackageNotFoundError:
         return None
+
+
+def _with_estimate(row: WorkloadResult, estimate: dict[str, float]) -> WorkloadResult:
+    fields = {f: getattr(row, f) for f in row.__slots__}
+    fields.update(estimate)
+    return WorkloadResult(**fields)

@@ -6,11 +6,14 @@ model and settings as `python -m ksearch`, but each evaluation is answered by a 
 strategy's curve holds the true score of the plan it would pick then (its best measured
 plan); at the end its finalists are measured again, as a search's are, and the true score
 of the one it picks is its final. The target is the true score of the task's starting
-plan. It prints a table per strategy and, as its last line, one JSON object.
+plan (`study.target=start`) or of the truly fastest plan, found by trying every row of
+every regime (`study.target=best`, for small spaces). It prints a table per strategy
+and, as its last line, one JSON object.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import multiprocessing
@@ -31,7 +34,7 @@ from rich.table import Table
 from ksearch import config as C
 from ksearch.landscape import LandscapeScorer, load
 from ksearch.loop import Progress, Search, SearchConfig
-from ksearch.plan import Plan
+from ksearch.plan import Plan, Row
 from ksearch.store import Store
 from ksearch.task import Task
 from ksearch.winner import finalists
@@ -95,6 +98,48 @@ def run_one(
     return out
 
 
+#: rows of one regime `best_plan` tries at most
+EXHAUSTIVE_ROWS = 200_000
+
+
+def best_plan(task: Task, truth: LandscapeScorer) -> Plan:
+    """The truly fastest plan, by trying every feasible row of every regime on the
+    landscape without noise: a workload times its own regime's row, so the best plan is
+    the best row of each regime. Raises ValueError where a regime has more rows than
+    `EXHAUSTIVE_ROWS`."""
+    space = task.space
+    assert space is not None
+    size = math.prod(len(p.values) for p in space.params)
+    if size > EXHAUSTIVE_ROWS:
+        raise ValueError(
+            f"study.target=best tries every row of a regime, and {task.name} has {size:,} "
+            f"per regime (at most {EXHAUSTIVE_ROWS:,}); use study.target=start"
+        )
+    names = sorted(p.name for p in space.params)
+    domains = [space.param(n).values for n in names]
+    base = task.canonical(space.untuned())
+    rows: dict[str, Row] = {}
+    for regime in space.regimes:
+        mine = [w for w in truth.workloads if task.regime(w) == regime]
+        if not mine:
+            continue
+        best: tuple[float, Row] | None = None
+        seen: set[Row] = set()
+        for values in itertools.product(*domains):
+            plan = task.canonical(base.with_rows({regime: tuple(zip(names, values, strict=True))}))
+            row = plan.row(regime)
+            if row in seen or task.infeasible(plan) is not None:
+                continue
+            seen.add(row)
+            table = plan.table()
+            t = sum(math.log(truth.landscape(table, w.params)) for w in mine)
+            if best is None or t < best[0]:
+                best = (t, row)
+        if best is not None:
+            rows[regime] = best[1]
+    return base.with_rows(rows)
+
+
 def evals_to(curve: list[float], target: float, budget: int) -> int:
     """The first evaluation count at which the curve reaches `target`, else budget + 1."""
     return next((n for n, v in enumerate(curve, 1) if v >= target - 1e-12), budget + 1)
@@ -122,7 +167,15 @@ def study(cfg: DictConfig) -> dict[str, Any]:
         C.build(SearchConfig, cfg.search, skip=("strategy",), strategy=str(strategy))
     workloads = task.suites[str(s.suite)]
     truth = LandscapeScorer(task, landscape, workloads, noise=0.0)
-    target = truth.true_score(task.space.root())
+    if s.target == "start":
+        target = truth.true_score(task.space.root())
+    elif s.target == "best":
+        try:
+            target = truth.true_score(best_plan(task, truth))
+        except ValueError as e:
+            raise C.ConfigError(str(e)) from e
+    else:
+        raise C.ConfigError(f"study.target must be start or best, not {s.target!r}")
     budget = int(cfg.search.budget)
     jobs = [(str(strategy), seed) for strategy in s.strategies for seed in range(int(s.seeds))]
     runs: dict[tuple[str, int], Run] = {}

@@ -1,5 +1,6 @@
 """Worker processes: timeouts, crashes, secrets, and what comes back from them."""
 
+import dataclasses
 import textwrap
 import time
 
@@ -56,6 +57,26 @@ def test_an_honest_candidate_passes_with_estimated_speed(harness):
     assert ev.status is Status.PASSED and ev.method.value == "estimate"
     assert all(w.estimate_us and w.latency_us is None for w in ev.workloads)
     assert ev.score is not None and ev.fingerprint["device"].startswith("cpu")
+
+
+def test_speed_can_be_estimated_on_other_shapes_than_correctness_is_checked_on(harness):
+    checked = {w.name for w in TASK.suites["smoke"]}
+    sized = {w.name for w in TASK.suites["default"]}
+    h = Harness(TASK, dataclasses.replace(CONFIG, estimate_suite="default"))
+    try:
+        ev = h.evaluate(HONEST)
+        broken = h.evaluate(HONEST.replace("tl.rsqrt(", "1.01 * tl.rsqrt("))
+    finally:
+        h.close()
+    assert ev.status is Status.PASSED
+    scored = {w.name for w in ev.workloads if w.speedup is not None}
+    assert scored == sized and checked <= {w.name for w in ev.workloads}
+    assert all(w.speedup is None for w in ev.workloads if w.name in checked - sized)
+    assert ev.score != harness.evaluate(HONEST).score  # the smoke shapes are far smaller
+    assert broken.status is Status.INCORRECT
+    assert not {w.name for w in broken.workloads} & (sized - checked)  # no speed for it
+    with pytest.raises(ValueError, match="no suite 'huge'"):
+        Harness(TASK, dataclasses.replace(CONFIG, estimate_suite="huge"))
 
 
 def test_hand_written_code_has_no_speed_under_the_interpreter(harness):

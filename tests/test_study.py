@@ -117,3 +117,22 @@ def test_a_study_with_bad_settings_says_what_is_wrong():
     assert out.returncode == 2 and "study.root must be start or untuned" in out.stderr
     out = ksearch("task=rmsnorm", "study.landscape=flat", module="ksearch.study")
     assert out.returncode == 2 and "unknown landscape 'flat'" in out.stderr
+
+
+def test_a_study_can_aim_at_the_truly_fastest_plan_where_every_row_can_be_tried():
+    out = ksearch(
+        "task=rmsnorm",
+        "study.strategies=[greedy]",
+        "study.seeds=1",
+        "study.suite=smoke",
+        "study.target=best",
+        "study.landscape=study_landscapes:rows_landscape",
+        "search.budget=6",
+        module="ksearch.study",
+        cwd=TESTS,
+    )
+    assert out.returncode == 0, out.stderr
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["target"] == pytest.approx(16.0)  # ROWS=16 in both regimes
+    out = ksearch("task=moe_gemm", "study.target=best", module="ksearch.study")
+    assert out.returncode == 2 and "use study.target=start" in out.stderr
