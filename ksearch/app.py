@@ -75,15 +75,21 @@ def search(cfg: DictConfig) -> None:
 
     title = f"{task.name} · {search_cfg.strategy} · seed {search_cfg.seed}"
     context, on_progress = view(str(cfg.display), title, search_cfg.budget)
+    root = wm.root()
+    if search_cfg.root == "untuned":
+        if task.space is None:
+            harness.close()
+            return fail(f"search.root=untuned needs a design space, and {task.name} has none")
+        root = task.space.untuned()
     engine = Search(
-        root=wm.root(),
+        root=root,
         world_model=wm,
         scorer=harness,
         store=store,
         config=search_cfg,
         workers=harness.capacity,
         on_progress=on_progress,
-        sampler=C.sampler(task, wm.root(), search_cfg),
+        sampler=C.sampler(task, root, search_cfg),
     )
     try:
         with context:

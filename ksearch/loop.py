@@ -48,12 +48,17 @@ class SearchConfig:
     #: seconds after which this run starts no new evaluation (in-flight ones finish); a
     #: resumed run starts the clock once it has replayed the iterations it recorded before
     time_limit: float | None = None
+    #: the plan a search starts from: the task's starting plan, or every parameter at its
+    #: default (`untuned`), to find what the starting plan's values know
+    root: str = "start"
 
     def __post_init__(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"unknown search strategy {self.strategy!r}; choose from {STRATEGIES}")
         if self.budget < 1:
             raise ValueError(f"search.budget must be at least 1, got {self.budget}")
+        if self.root not in ("start", "untuned"):
+            raise ValueError(f"search.root must be start or untuned, not {self.root!r}")
         if self.time_limit is not None and self.time_limit <= 0:
             raise ValueError(f"search.time_limit must be positive seconds, got {self.time_limit}")
 

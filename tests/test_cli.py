@@ -11,6 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from ksearch.plan import Plan
+from ksearch.store import Store
+from tasks.moe_gemm import TASK
+
 ROOT = Path(__file__).resolve().parent.parent
 #: the project first, then whatever the environment adds (e.g. packages outside site-packages)
 PYTHONPATH = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
@@ -150,6 +154,9 @@ def test_a_corrupt_database_is_reported_and_kept(tmp_path):
         ("search.nosuch=1", "nosuch"),
         ("search.budget=0", "search.budget must be at least 1"),
         ("scorer.suite=nosuch", "has no workload suite 'nosuch'"),
+        ("scorer.estimate_suite=nosuch", "no suite 'nosuch' to estimate on"),
+        ("search.root=tuned", "search.root must be start or untuned"),
+        ("search.mcts.q_norm=max", "search.mcts.q_norm must be one of"),
     ],
 )
 def test_bad_settings_get_a_clear_message(tmp_path, override, message):
@@ -190,3 +197,13 @@ def test_the_selftest_says_it_needs_a_gpu_where_there_is_none():
 def test_bench_refuses_a_missing_candidate_with_a_clear_message(tmp_path):
     out = ksearch("task=moe_gemm", f"candidate=[{tmp_path / 'nope.py'}]", module="ksearch.bench")
     assert out.returncode == 2 and "does not exist" in out.stderr
+
+
+def test_a_search_can_start_from_the_untuned_plan(tmp_path):
+    out = ksearch(
+        "task=moe_gemm", "scorer=interpret", "scorer.seeds=[0]", "search.budget=1",
+        "search.root=untuned", f"hydra.run.dir={tmp_path}",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    root = Store(tmp_path / "search.db").nodes()[0]
+    assert Plan.from_json(root["plan"]) == TASK.canonical(TASK.space.untuned())
