@@ -247,20 +247,23 @@ class BuiltinWorldModel:
         s = beliefs.evidence.get(part.keys[2])
         return s is not None and abs(s.observed / s.n) < self.knobs.flat
 
-    def _score(self, c: _Child, beliefs: Beliefs) -> None:
-        """Predict one child under `beliefs`: its proposal and logit, or none if every
-        regime it changes showed no effect."""
+    def _predicted(self, parts: tuple[_Part, ...], beliefs: Beliefs) -> tuple[float, float]:
+        """ln(t_parent / t_child) and its std: the prior plus its learned error, per regime
+        the child changes, weighted by the regime's share of the suite."""
         mean, var = 0.0, 0.0
-        flat = True
-        for part in c.parts:
+        for part in parts:
             err, std = self.error(beliefs, part)
             mean -= part.weight * (part.mean + err)
             var += (part.weight * std) ** 2
-            flat = flat and self._flat(beliefs, part)
-        if flat:
+        return mean, math.sqrt(var)
+
+    def _score(self, c: _Child, beliefs: Beliefs) -> None:
+        """Predict one child under `beliefs`: its proposal and logit, or none if every
+        regime it changes showed no effect."""
+        if all(self._flat(beliefs, part) for part in c.parts):
             c.proposal = None
             return
-        std = math.sqrt(var)
+        mean, std = self._predicted(c.parts, beliefs)
         p_fail = max(beliefs.fail_chance(part.kind) for part in c.parts)
         c.logit = (mean + self.knobs.optimism * std) / self.knobs.temperature
         c.logit += math.log(max(1.0 - p_fail, 1e-6))
@@ -270,13 +273,7 @@ class BuiltinWorldModel:
         """Predicted ln(t_parent / t_child) and its std for `action` at `plan`."""
         base = self.task.canonical(plan)
         child = self.task.canonical(action.apply(base))
-        c = _Child(action, child, None, self._parts(base, action, child))
-        mean, var = 0.0, 0.0
-        for part in c.parts:
-            err, std = self.error(beliefs, part)
-            mean -= part.weight * (part.mean + err)
-            var += (part.weight * std) ** 2
-        return mean, math.sqrt(var)
+        return self._predicted(self._parts(base, action, child), beliefs)
 
     def _sync(self, beliefs: Beliefs) -> None:
         """Mark stale the children whose belief entries differ from the beliefs last seen."""
