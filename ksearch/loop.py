@@ -346,7 +346,6 @@ class Search:
                 var = 1.0 / precision
         self._estimates[node_id] = (mean, var)
         of, best = self._values.of, self._values.best
-        assert isinstance(of, dict) and isinstance(best, dict)
         of[node_id] = mean
         at: int | None = node_id
         while at is not None and best.get(at, -math.inf) < mean:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import bisect
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -93,8 +93,8 @@ class Values:
     """Estimates of measured nodes' ln scores that stand in for their measured values in
     Q: `of` each node, and `best` in each node's subtree."""
 
-    of: Mapping[int, float]
-    best: Mapping[int, float]
+    of: dict[int, float]
+    best: dict[int, float]
 
 
 def _normalizer(tree: Tree, knobs: MctsKnobs, values: Values | None) -> Callable[[float], float]:

@@ -3,7 +3,7 @@
 `BASELINE_US` holds the torch grouped-GEMM baseline measured on an H100 (CUDA-graph
 replay, L2 flushed, median; ../shared/GPU.md, 2026-11-21) on the 16 headline cells.
 The estimate is `a · memory time + b · padded compute time + c · glue time + d µs`
-(`features`): the expert weights and activations at DRAM bandwidth, the FLOPs of
+(`cost.baseline_features`): the expert weights and activations at DRAM bandwidth, the FLOPs of
 128-row tiles per expert at the MMA ceiling, the gathers, activation and combine that
 torch runs around the GEMMs, and the launches. `fit` finds the constants by least
 squares on the relative error; `cost.BASELINE` holds the ones in use, and
@@ -39,15 +39,10 @@ def measured() -> list[tuple[Workload, float]]:
     return out
 
 
-def features(w: Workload) -> tuple[float, float, float, float]:
-    """Memory, padded compute and glue time in µs at the H100's ceilings, and 1."""
-    return cost.baseline_features(w)
-
-
 def fit(rows: list[tuple[Workload, float]]) -> tuple[float, ...]:
     """Constants, none negative, minimizing the squared relative error over `rows`: the
     best least-squares fit over the subsets of terms whose fit has no negative one."""
-    x = np.array([features(w) for w, _ in rows])
+    x = np.array([cost.baseline_features(w) for w, _ in rows])
     y = np.array([t for _, t in rows])
     a, ones = x / y[:, None], np.ones(len(y))
     best: tuple[float, np.ndarray] | None = None
@@ -69,7 +64,7 @@ def fit(rows: list[tuple[Workload, float]]) -> tuple[float, ...]:
 
 def errors(coef: tuple[float, ...], rows: list[tuple[Workload, float]]) -> list[float]:
     """|ln(estimate / measured)| per row."""
-    return [abs(math.log(float(np.dot(features(w), coef)) / t)) for w, t in rows]
+    return [abs(math.log(float(np.dot(cost.baseline_features(w), coef)) / t)) for w, t in rows]
 
 
 def leave_one_out(rows: list[tuple[Workload, float]]) -> list[float]:
